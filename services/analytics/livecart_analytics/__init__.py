@@ -1,0 +1,1 @@
+"""Livecart analytics: real-time aggregates: viewers, QoE, danmaku sentiment, product clicks, funnel, GMV."""

@@ -1,0 +1,13 @@
+"""Wiring of the analytics service."""
+
+from __future__ import annotations
+
+from livecart_core.service import ServiceDefinition
+from livecart_analytics.settings import AnalyticsSettings
+
+SERVICE = ServiceDefinition(
+    name="analytics",
+    package="livecart_analytics",
+    settings=AnalyticsSettings,
+    uses_database=True,
+)

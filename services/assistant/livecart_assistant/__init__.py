@@ -1,0 +1,1 @@
+"""Livecart assistant: the AI shopping assistant and the virtual host."""

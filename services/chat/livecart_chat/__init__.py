@@ -1,0 +1,1 @@
+"""Livecart chat: danmaku rooms over WebSocket: fan-out, batching, moderation, history."""

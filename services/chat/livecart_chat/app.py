@@ -1,0 +1,13 @@
+"""Wiring of the chat service."""
+
+from __future__ import annotations
+
+from livecart_core.service import ServiceDefinition
+from livecart_chat.settings import ChatSettings
+
+SERVICE = ServiceDefinition(
+    name="chat",
+    package="livecart_chat",
+    settings=ChatSettings,
+    uses_database=True,
+)

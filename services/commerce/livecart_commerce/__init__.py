@@ -1,0 +1,1 @@
+"""Livecart commerce: catalog, live product pinning, orders, flash sales, red packets, lotteries."""

@@ -1,0 +1,13 @@
+"""Wiring of the commerce service."""
+
+from __future__ import annotations
+
+from livecart_core.service import ServiceDefinition
+from livecart_commerce.settings import CommerceSettings
+
+SERVICE = ServiceDefinition(
+    name="commerce",
+    package="livecart_commerce",
+    settings=CommerceSettings,
+    uses_database=True,
+)

@@ -1,0 +1,1 @@
+"""Livecart control: tenants, API keys, rooms, JWT tokens, webhooks and the edge directory."""

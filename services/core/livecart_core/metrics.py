@@ -1,0 +1,28 @@
+"""The Prometheus metrics every service shares (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "livecart_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "livecart_http_request_seconds", "HTTP request duration", ["service", "method", "route"]
+)
+GRPC_HANDLED = Counter(
+    "livecart_grpc_server_handled_total", "gRPC calls handled", ["service", "method", "code"]
+)
+GRPC_SECONDS = Histogram(
+    "livecart_grpc_server_handling_seconds", "gRPC call duration", ["service", "method"]
+)
+BUS_PUBLISHED = Counter("livecart_bus_published_total", "Events published", ["backend", "topic"])
+BUS_HANDLED = Counter(
+    "livecart_bus_handled_total", "Events handled and committed", ["backend", "topic", "group"]
+)
+BUS_HANDLER_FAILURES = Counter(
+    "livecart_bus_handler_failures_total",
+    "Handler attempts that raised (the event is retried)",
+    ["backend", "topic", "group"],
+)
+SERVICE_READY = Gauge("livecart_service_ready", "1 when the service is ready", ["service"])

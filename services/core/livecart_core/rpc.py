@@ -1,0 +1,212 @@
+"""gRPC (grpc.aio): the server factory (health, reflection, metrics and tracing interceptors)
+and the client channel factory (deadlines, retries on UNAVAILABLE, trace propagation)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
+
+from livecart_core.errors import StartupError
+from livecart_core.health import Readiness
+from livecart_core.metrics import GRPC_HANDLED, GRPC_SECONDS
+from livecart_core.telemetry import extract_context, inject_metadata, tracer
+
+DEFAULT_DEADLINE_S = 5.0
+
+
+class _ServerTelemetry(grpc.aio.ServerInterceptor):
+    """A server span continuing the caller's trace, and call metrics, for every method."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith("/grpc.reflection."):
+            return handler
+        method = details.method
+        parent = extract_context(details.invocation_metadata)
+        service = self.service
+
+        def observe(context: grpc.aio.ServicerContext, span: trace.Span, started: float) -> None:
+            code = context.code() or grpc.StatusCode.OK
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            span.set_attribute("rpc.grpc.status_code", name)
+            GRPC_HANDLED.labels(service, method, name).inc()
+            GRPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
+
+        def span_for() -> Any:
+            return tracer("livecart.grpc").start_as_current_span(
+                method.lstrip("/"),
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.method": method},
+            )
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                with span_for() as span:
+                    try:
+                        return await inner(request, context)
+                    except grpc.aio.AbortError:
+                        raise
+                    except Exception:
+                        context.set_code(grpc.StatusCode.INTERNAL)
+                        raise
+                    finally:
+                        observe(context, span, started)
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+        else:
+            inner = handler.unary_stream or handler.stream_stream
+
+            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[misc]
+                started = time.perf_counter()
+                with span_for() as span:
+                    try:
+                        async for item in inner(request, context):
+                            yield item
+                    except grpc.aio.AbortError:
+                        raise
+                    except Exception:
+                        context.set_code(grpc.StatusCode.INTERNAL)
+                        raise
+                    finally:
+                        observe(context, span, started)
+
+            factory = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler
+            )
+        return factory(
+            unary_response,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def create_grpc_server(
+    service: str,
+    readiness: Readiness,
+    *,
+    reflection_names: Sequence[str] = (),
+) -> grpc.aio.Server:
+    """A grpc.aio server with health (driven by ``readiness``), reflection and telemetry.
+
+    Register servicers on it, then call :func:`bind_grpc` and ``start()``.
+    """
+    server = grpc.aio.server(interceptors=[_ServerTelemetry(service)])
+    health_pb2_grpc.add_HealthServicer_to_server(readiness.grpc_health, server)
+    names = [
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+        *reflection_names,
+    ]
+    reflection.enable_server_reflection(names, server)
+    return server
+
+
+def bind_grpc(server: grpc.aio.Server, host: str, port: int) -> int:
+    """Listen on ``host:port`` (0 picks a free port); returns the port."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise StartupError(f"LIVECART_GRPC_PORT={port}: cannot listen on {address} ({exc})") from None
+    if bound == 0:
+        raise StartupError(f"LIVECART_GRPC_PORT={port}: cannot listen on {address}")
+    return bound
+
+
+class _ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """A client span per call, its context sent as metadata, and a default deadline."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        for key, value in inject_metadata():
+            metadata.add(key, value)
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=details.timeout if details.timeout is not None else self.deadline_s,
+            metadata=metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+    def _span(self, details: grpc.aio.ClientCallDetails) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        return tracer("livecart.grpc").start_as_current_span(
+            method.lstrip("/"),
+            kind=trace.SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.method": method},
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        with self._span(details) as span:
+            call = await continuation(self._details(details), request)
+            code = await call.code()
+            span.set_attribute("rpc.grpc.status_code", code.name)
+            return call
+
+    async def intercept_unary_stream(
+        self, continuation: Any, details: Any, request: Any
+    ) -> AsyncIterator[Any]:
+        with self._span(details):
+            return await continuation(self._details(details), request)  # type: ignore[no-any-return]
+
+
+def create_channel(
+    target: str,
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    max_attempts: int = 4,
+) -> grpc.aio.Channel:
+    """An insecure channel to another Livecart service.
+
+    Every call gets ``deadline_s`` unless it sets its own; calls failing with UNAVAILABLE are
+    retried by gRPC itself (exponential backoff) up to ``max_attempts``.
+    """
+    service_config = {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": max_attempts,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.service_config", json.dumps(service_config)),
+            ("grpc.enable_retries", 1),
+        ],
+        interceptors=[_ClientTelemetry(deadline_s)],
+    )

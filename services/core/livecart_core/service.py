@@ -1,0 +1,182 @@
+"""The life of one Livecart service: settings → bus → database → HTTP + gRPC → ready → stop.
+
+A service package declares a :class:`ServiceDefinition`; its ``__main__`` calls
+:func:`run_cli`, and the all-in-one runner builds several :class:`Service` objects that share
+one in-process bus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from importlib.abc import Traversable
+
+import grpc
+
+from livecart_core.bus import EventBus, create_bus
+from livecart_core.db import Database
+from livecart_core.errors import ConfigError, StartupError
+from livecart_core.health import Readiness
+from livecart_core.http import HttpServer, create_http_app
+from livecart_core.logs import setup_logging
+from livecart_core.rpc import bind_grpc, create_grpc_server
+from livecart_core.settings import ServiceSettings, load_settings
+from livecart_core.telemetry import setup_tracing
+
+log = logging.getLogger("livecart.service")
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What a service package tells the runtime about itself."""
+
+    name: str
+    package: str
+    settings: type[ServiceSettings]
+    uses_database: bool = False
+    setup: Callable[[Service], Awaitable[None]] | None = None
+
+    @property
+    def migrations(self) -> Traversable | None:
+        folder = resources.files(self.package) / "migrations"
+        return folder if folder.is_dir() else None
+
+
+class Service:
+    """One running service. ``start()`` returns once HTTP and gRPC are listening."""
+
+    def __init__(
+        self, definition: ServiceDefinition, settings: ServiceSettings, *, bus: EventBus | None = None
+    ) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.name = definition.name
+        self.readiness = Readiness(self.name)
+        self.http_app = create_http_app(self.name, self.readiness)
+        self.grpc_server = create_grpc_server(self.name, self.readiness)
+        self.bus = bus or create_bus(settings)
+        self._owns_bus = bus is None
+        self.database: Database | None = None
+        self.http: HttpServer | None = None
+        self.grpc_port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        s = self.settings
+        setup_tracing(f"livecart-{self.name}", s.otlp_endpoint)
+        if self.definition.uses_database and not s.database_url:
+            raise ConfigError(f"LIVECART_DATABASE_URL is required by the {self.name} service")
+        if self._owns_bus:
+            await self.bus.start()
+        self.readiness.add("bus", self.bus.check)
+        if self.definition.uses_database:
+            assert s.database_url is not None
+            self.database = Database(
+                s.database_url,
+                self.name,
+                pool_size=s.database_pool_size,
+                connect_timeout_s=s.database_connect_timeout_s,
+            )
+            await self.database.connect()
+            if s.migrate_on_start:
+                await self.database.migrate(self.definition.migrations)
+            self.readiness.add("database", self.database.check)
+        if self.definition.setup is not None:
+            await self.definition.setup(self)
+        self.http = HttpServer(self.http_app, s.http_host, s.http_port)
+        self.grpc_port = bind_grpc(self.grpc_server, s.grpc_host, s.grpc_port)
+        await self.grpc_server.start()
+        self._tasks = [
+            asyncio.create_task(self.http.serve(), name=f"{self.name}-http"),
+            asyncio.create_task(
+                self.readiness.watch(s.readiness_interval_s), name=f"{self.name}-readiness"
+            ),
+        ]
+        while not self.http.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()
+            await asyncio.sleep(0.01)
+        log.info(
+            "service started",
+            extra={"service": self.name, "http_port": self.http.port, "grpc_port": self.grpc_port},
+        )
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+        await self.grpc_server.stop(grace=2)
+        for task in self._tasks:
+            if task.get_name().endswith("-readiness"):
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._owns_bus:
+            await self.bus.stop()
+        if self.database is not None:
+            await self.database.close()
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def fail(program: str, exc: BaseException) -> None:
+    """Print the one line that says why the service cannot start, and exit 2."""
+    print(f"{program}: cannot start: {exc}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def run_cli(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
+    """Entrypoint of ``python -m livecart_<name>``: ``serve`` (default) or ``migrate``."""
+    program = f"livecart-{definition.name}"
+    parser = argparse.ArgumentParser(prog=program)
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(definition.settings)
+    except ConfigError as exc:
+        fail(program, exc)
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "migrate":
+            asyncio.run(_migrate(definition, settings))
+        else:
+            asyncio.run(_serve(definition, settings))
+    except StartupError as exc:
+        fail(program, exc)
+    except grpc.RpcError as exc:  # pragma: no cover - surfaced as one line too
+        fail(program, exc)
+
+
+async def _serve(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    service = Service(definition, settings)
+    try:
+        await service.start()
+        await wait_for_signal()
+    finally:
+        await service.stop()
+
+
+async def _migrate(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    if not definition.uses_database or not settings.database_url:
+        raise ConfigError(f"LIVECART_DATABASE_URL is required to migrate {definition.name}")
+    db = Database(settings.database_url, definition.name)
+    await db.connect()
+    try:
+        applied = await db.migrate(definition.migrations)
+        print(f"{definition.name}: applied {len(applied)} migration(s) {applied}")
+    finally:
+        await db.close()

@@ -1,0 +1,63 @@
+"""Typed settings from the environment, one class per service, validated at start-up.
+
+Shared settings read ``LIVECART_*``; a service subclasses :class:`ServiceSettings`, sets its
+default ports and adds its own fields. Ports are per process (``LIVECART_HTTP_PORT``), so the
+all-in-one runner passes them as arguments, which take priority over the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from livecart_core.errors import ConfigError
+
+BusBackend = Literal["kafka", "memory"]
+Mode = Literal["production", "dev", "test"]
+
+
+class ServiceSettings(BaseSettings):
+    """What every Livecart service reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVECART_", extra="ignore", frozen=True)
+
+    service_name: str = "livecart"
+    mode: Mode = "production"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+
+    bus: BusBackend = "kafka"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_connect_timeout_s: float = Field(default=10.0, gt=0)
+    kafka_topic_partitions: int = Field(default=8, ge=1)
+
+    database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1)
+    database_connect_timeout_s: float = Field(default=5.0, gt=0)
+    migrate_on_start: bool = False
+
+    otlp_endpoint: str | None = None
+    readiness_interval_s: float = Field(default=1.0, gt=0)
+
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build ``cls`` from the environment (overrides win) or raise one clear ConfigError."""
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            env = f"LIVECART_{field.upper()}"
+            problems.append(f"{env}={err.get('input')!r}: {err['msg']}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from None

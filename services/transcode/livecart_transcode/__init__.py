@@ -1,0 +1,1 @@
+"""Livecart transcode: ABR renditions, LL-HLS/HLS, recording and thumbnails."""
