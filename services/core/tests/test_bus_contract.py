@@ -1,0 +1,168 @@
+"""The event bus contract, run against both backends: the real Kafka broker and the in-process bus."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from livecart_core.bus import Event, EventBus, KafkaBus, MemoryBus
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    if request.param == "memory":
+        backend: EventBus = MemoryBus(partitions=8)
+    else:
+        broker = request.getfixturevalue("kafka_broker")
+        backend = KafkaBus(broker.bootstrap, partitions=8)
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+
+
+def topic() -> str:
+    return f"test.{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(predicate: Callable[[], Any], timeout_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout_s}s")
+        await asyncio.sleep(0.02)
+
+
+def recorder(into: list[Event]) -> Callable[[Event], Awaitable[None]]:
+    async def handle(event: Event) -> None:
+        into.append(event)
+
+    return handle
+
+
+async def test_events_with_one_key_arrive_in_publish_order(bus: EventBus) -> None:
+    name, seen = topic(), []
+    keys = [f"room-{i}" for i in range(4)]
+    for seq in range(40):
+        for key in keys:
+            await bus.publish(name, key, f"{key}:{seq}".encode())
+    sub = await bus.subscribe(name, "order", recorder(seen))
+    await eventually(lambda: len(seen) >= 160)
+    for key in keys:
+        values = [e.value.decode() for e in seen if e.key == key]
+        assert values == [f"{key}:{seq}" for seq in range(40)]
+        assert len({e.partition for e in seen if e.key == key}) == 1
+    await sub.stop()
+
+
+async def test_a_failing_handler_is_retried_until_it_succeeds(bus: EventBus) -> None:
+    name, handled = topic(), []
+    attempts: dict[str, int] = {}
+
+    async def flaky(event: Event) -> None:
+        value = event.value.decode()
+        attempts[value] = attempts.get(value, 0) + 1
+        if value == "3" and attempts[value] < 3:
+            raise RuntimeError("downstream hiccup")
+        handled.append(value)
+
+    for i in range(6):
+        await bus.publish(name, "one-key", str(i).encode())
+    sub = await bus.subscribe(name, "flaky", flaky)
+    await eventually(lambda: len(handled) >= 6)
+    assert handled == ["0", "1", "2", "3", "4", "5"]
+    assert attempts["3"] == 3
+    await sub.stop()
+
+
+async def test_restart_resumes_from_the_committed_offset(bus: EventBus) -> None:
+    name, first, second = topic(), [], []
+    for i in range(20):
+        await bus.publish(name, f"k{i % 5}", f"a{i}".encode())
+    sub = await bus.subscribe(name, "restart", recorder(first))
+    await eventually(lambda: len(first) >= 20)
+    await asyncio.sleep(0.5)  # let the last commit land before leaving the group
+    await sub.stop()
+    for i in range(20):
+        await bus.publish(name, f"k{i % 5}", f"b{i}".encode())
+    sub = await bus.subscribe(name, "restart", recorder(second))
+    await eventually(lambda: len(second) >= 20)
+    await asyncio.sleep(0.3)
+    await sub.stop()
+    assert sorted(e.value.decode() for e in first) == sorted(f"a{i}" for i in range(20))
+    assert sorted(e.value.decode() for e in second) == sorted(f"b{i}" for i in range(20))
+
+
+async def test_an_event_not_committed_before_a_crash_is_delivered_again(bus: EventBus) -> None:
+    name, attempts, handled = topic(), [], []
+
+    async def broken(event: Event) -> None:
+        attempts.append(event.value)
+        raise RuntimeError("handler bug")
+
+    await bus.publish(name, "k", b"precious")
+    sub = await bus.subscribe(name, "crash", broken)
+    await eventually(lambda: len(attempts) >= 2)
+    await sub.stop()  # the consumer goes away mid-retry: nothing was committed
+    sub = await bus.subscribe(name, "crash", recorder(handled))
+    await eventually(lambda: len(handled) >= 1)
+    assert [e.value for e in handled] == [b"precious"]
+    await sub.stop()
+
+
+async def test_members_of_a_group_share_the_partitions(bus: EventBus) -> None:
+    name, got_a, got_b = topic(), [], []
+    a = await bus.subscribe(name, "shared", recorder(got_a))
+    b = await bus.subscribe(name, "shared", recorder(got_b))
+    every = frozenset((name, p) for p in range(8))
+    await eventually(
+        lambda: a.assignment and b.assignment and (a.assignment | b.assignment) == every
+        and not (a.assignment & b.assignment),
+        timeout_s=30,
+    )
+    for i in range(80):
+        await bus.publish(name, f"viewer-{i}", str(i).encode())
+    await eventually(lambda: len({e.value for e in got_a + got_b}) >= 80)
+    assert got_a and got_b
+    assert {(e.partition) for e in got_a}.isdisjoint({e.partition for e in got_b})
+    await a.stop()
+    await b.stop()
+
+
+async def test_every_group_sees_every_event(bus: EventBus) -> None:
+    name, one, two = topic(), [], []
+    s1 = await bus.subscribe(name, "analytics", recorder(one))
+    s2 = await bus.subscribe(name, "moderation", recorder(two))
+    for i in range(30):
+        await bus.publish(name, f"k{i}", str(i).encode())
+    await eventually(lambda: len(one) >= 30 and len(two) >= 30)
+    assert sorted(e.value for e in one) == sorted(e.value for e in two)
+    await s1.stop()
+    await s2.stop()
+
+
+async def test_a_new_group_replays_from_the_earliest_offset(bus: EventBus) -> None:
+    name, seen = topic(), []
+    for i in range(30):
+        await bus.publish(name, "replay", str(i).encode())
+    await asyncio.sleep(0.2)
+    sub = await bus.subscribe(name, f"late-{uuid.uuid4().hex[:6]}", recorder(seen))
+    await eventually(lambda: len(seen) >= 30)
+    assert [e.value.decode() for e in seen] == [str(i) for i in range(30)]
+    assert [e.offset for e in seen] == list(range(30))
+    await sub.stop()
+
+
+async def test_headers_travel_with_the_event(bus: EventBus) -> None:
+    name, seen = topic(), []
+    await bus.publish(name, "k", b"v", headers=[("tenant", b"acme")])
+    sub = await bus.subscribe(name, "headers", recorder(seen))
+    await eventually(lambda: len(seen) >= 1)
+    assert seen[0].header("tenant") == b"acme"
+    assert seen[0].header("traceparent") is not None
+    await sub.stop()
