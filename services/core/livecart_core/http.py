@@ -13,20 +13,22 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecart_core.errors import StartupError
 from livecart_core.health import Readiness
 from livecart_core.metrics import HTTP_REQUESTS, HTTP_SECONDS
-from livecart_core.telemetry import extract_context, tracer
 
 _UNTRACED = {"/healthz", "/readyz", "/metrics"}
 
 
-class TelemetryMiddleware:
-    """Server span (continuing the caller's trace) and request metrics for every HTTP call."""
+class MetricsMiddleware:
+    """Prometheus request count and duration per route template.
+
+    Server spans (continuing the caller's trace from its headers) come from FastAPI's own
+    OpenTelemetry support; this adds the Prometheus side the dashboards read.
+    """
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -37,7 +39,6 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         status = 500
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -47,28 +48,25 @@ class TelemetryMiddleware:
 
         method = scope["method"]
         started = time.perf_counter()
-        with tracer("livecart.http").start_as_current_span(
-            f"{method} {scope['path']}",
-            context=extract_context(headers),
-            kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"]},
-        ) as span:
-            try:
-                await self.app(scope, receive, send_wrapper)
-            finally:
-                route = getattr(scope.get("route"), "path", "unmatched")
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.response.status_code", status)
-                HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
-                HTTP_SECONDS.labels(self.service, method, route).observe(
-                    time.perf_counter() - started
-                )
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+            HTTP_SECONDS.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
 def create_http_app(service: str, readiness: Readiness, **fastapi_args: Any) -> FastAPI:
     """A FastAPI app with the endpoints every service has; add routes to it."""
-    app = FastAPI(title=f"Livecart {service}", **fastapi_args)
-    app.add_middleware(TelemetryMiddleware, service=service)
+    app = FastAPI(
+        title=f"Livecart {service}",
+        telemetry={
+            "exclude": lambda scope: scope.get("path") in _UNTRACED,
+            "operation_spans": False,  # one span per request is enough on hot paths
+        },
+        **fastapi_args,
+    )
+    app.add_middleware(MetricsMiddleware, service=service)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
