@@ -7,6 +7,7 @@ embedded Postgres. Plus helpers to run a service as its own process, the way it 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from livecart_core.localinfra.kafka import KafkaBroker, free_port
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.telemetry import setup_tracing
 
-__all__ = ["ServiceProcess", "assert_serving", "free_port", "free_port_block", "wait_until"]
+__all__ = ["ServiceProcess", "assert_serving", "free_port", "free_port_block", "fresh_tree", "wait_until"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -173,3 +174,20 @@ def assert_serving(http_url: str, grpc_port: int, service: str) -> None:
     assert f'livecart_service_ready{{service="{service}"}} 1.0' in metrics.text
     wait_until(lambda: grpc_health(grpc_port, service) == "SERVING", timeout_s=10)
     assert grpc_health(grpc_port) == "SERVING"
+
+
+def fresh_tree(root: Path, dest: Path) -> Path:
+    """Copy what a clone of ``root`` would hold (tracked plus untracked, unignored files)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = root / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest

@@ -1,0 +1,54 @@
+# The verbs of Livecart. Each one installs what it needs on a fresh machine (Python 3.11+,
+# Java 17 + Maven for the test broker, Go for buf). Nothing fetched or built is committed.
+
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export LIVECART_CACHE ?= $(HOME)/.cache/livecart
+TOOLS_BIN := $(LIVECART_CACHE)/bin
+export PATH := $(TOOLS_BIN):$(HOME)/.local/bin:$(PATH)
+# gRPC's fork handlers complain when subprocesses (pg_ctl) start beside its threads; we never fork gRPC.
+export GRPC_ENABLE_FORK_SUPPORT := false
+BUF_VERSION := v1.75.0
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+.PHONY: dev test bench lint protos sync uv tools kafka clean
+
+## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
+dev: sync
+	$(UV) run --frozen python -m livecart_allinone
+
+## test: the whole suite against real Kafka, Postgres, gRPC and HTTP
+test: sync tools kafka
+	$(UV) run --frozen pytest
+
+## bench: every benchmark; each prints `name=value unit` lines
+bench: sync kafka
+	$(UV) run --frozen python bench/bus.py
+	$(UV) run --frozen python bench/startup.py
+
+## lint: ruff and buf
+lint: sync tools
+	$(UV) run --frozen ruff check .
+	cd protos && buf lint
+
+## protos: regenerate services/core/livecart/ from protos/
+protos: sync
+	$(UV) run --frozen python protos/generate.py
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+sync: uv
+	$(UV) sync --all-packages --frozen --quiet
+
+## tools: buf (protobuf lint) built with `go install` into $(TOOLS_BIN)
+tools:
+	@test -x $(TOOLS_BIN)/buf && $(TOOLS_BIN)/buf --version | grep -q $(BUF_VERSION:v%=%) \
+	  || GOBIN=$(TOOLS_BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+## kafka: Apache Kafka's jars from Maven Central into $(LIVECART_CACHE)
+kafka: sync
+	@$(UV) run --frozen python -m livecart_core.localinfra.kafka fetch >/dev/null
+
+clean:
+	rm -rf .livecart .venv

@@ -1,0 +1,57 @@
+"""`make dev` from a fresh copy of the tree reaches ready, and every service answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from livecart_allinone.runner import SERVICES
+from livecart_core.testing import assert_serving, free_port_block, fresh_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(240)
+def test_make_dev_from_a_fresh_tree(tmp_path: Path) -> None:
+    tree = fresh_tree(ROOT, tmp_path / "livecart")
+    http_base, grpc_base = free_port_block(len(SERVICES)), free_port_block(len(SERVICES))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LIVECART_", "VIRTUAL_ENV", "UV_PROJECT"))
+    }
+    env |= {
+        "LIVECART_DEV_HTTP_PORT_BASE": str(http_base),
+        "LIVECART_DEV_GRPC_PORT_BASE": str(grpc_base),
+    }
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        dev = subprocess.Popen(
+            ["make", "dev"], cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while "Livecart dev ready" not in log.read_text(errors="replace"):
+            assert dev.poll() is None, f"make dev exited {dev.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        text = log.read_text()
+        for index, service in enumerate(SERVICES):
+            url = f"http://127.0.0.1:{http_base + index}"
+            assert f"{url}/docs" in text
+            assert_serving(url, grpc_base + index, service.name)
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)
+        try:
+            dev.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+            raise
+    text = log.read_text()
+    assert "Traceback" not in text, text
