@@ -10,6 +10,8 @@ export PATH := $(TOOLS_BIN):$(HOME)/.local/bin:$(PATH)
 export GRPC_ENABLE_FORK_SUPPORT := false
 BUF_VERSION := v1.75.0
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+SERVICES := control ingest relay transcode chat commerce assistant analytics
+MYPY_PACKAGES := -p livecart_core -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
 .PHONY: dev test bench lint protos sync uv tools kafka clean
 
@@ -17,8 +19,8 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 dev: sync
 	$(UV) run --frozen python -m livecart_allinone
 
-## test: the whole suite against real Kafka, Postgres, gRPC and HTTP
-test: sync tools kafka
+## test: lint, then the whole suite against real Kafka, Postgres, gRPC and HTTP
+test: lint kafka
 	$(UV) run --frozen pytest
 
 ## bench: every benchmark; each prints `name=value unit` lines
@@ -26,9 +28,11 @@ bench: sync kafka
 	$(UV) run --frozen python bench/bus.py
 	$(UV) run --frozen python bench/startup.py
 
-## lint: ruff and buf
+## lint: ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
 	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy $(MYPY_PACKAGES)
 	cd protos && buf lint
 
 ## protos: regenerate services/core/livecart/ from protos/

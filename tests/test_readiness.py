@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.testing import ServiceProcess, grpc_health, ready, wait_until
 
 
 def test_database_outage_flips_readiness_and_recovers(kafka_broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     database = EmbeddedPostgres(tmp_path / "pg").start()
-    env = {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "LIVECART_DATABASE_URL": database.url,
-           "LIVECART_DATABASE_CONNECT_TIMEOUT_S": "1"}
+    env = {
+        "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "LIVECART_DATABASE_URL": database.url,
+        "LIVECART_DATABASE_CONNECT_TIMEOUT_S": "1",
+    }
     try:
         with ServiceProcess("livecart_commerce", env) as service:
             wait_until(lambda: ready(service.url), timeout_s=15)

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from livecart_core.testing import free_port
 
 
@@ -16,7 +15,12 @@ def start(module: str, **env: str) -> tuple[int, str, float]:
     began = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", module],
-        env={**os.environ, "LIVECART_HTTP_PORT": str(free_port()), "LIVECART_GRPC_PORT": "0", **env},
+        env={
+            **os.environ,
+            "LIVECART_HTTP_PORT": str(free_port()),
+            "LIVECART_GRPC_PORT": "0",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -29,7 +33,11 @@ def start(module: str, **env: str) -> tuple[int, str, float]:
     [
         ("livecart_relay", {"LIVECART_GRPC_PORT": "fifty"}, "LIVECART_GRPC_PORT"),
         ("livecart_chat", {"LIVECART_BUS": "rabbitmq"}, "LIVECART_BUS"),
-        ("livecart_ingest", {"LIVECART_KAFKA_CONNECT_TIMEOUT_S": "-1"}, "LIVECART_KAFKA_CONNECT_TIMEOUT_S"),
+        (
+            "livecart_ingest",
+            {"LIVECART_KAFKA_CONNECT_TIMEOUT_S": "-1"},
+            "LIVECART_KAFKA_CONNECT_TIMEOUT_S",
+        ),
         ("livecart_commerce", {"LIVECART_BUS": "memory"}, "LIVECART_DATABASE_URL"),
     ],
 )

@@ -1,1 +1,2 @@
-"""Livecart analytics: real-time aggregates: viewers, QoE, danmaku sentiment, product clicks, funnel, GMV."""
+"""Livecart analytics: real-time aggregates: viewers, QoE, danmaku sentiment, product clicks,
+funnel, GMV."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from livecart_core.service import run_cli
+
 from livecart_assistant.app import SERVICE
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from livecart_core.service import ServiceDefinition
+
 from livecart_assistant.settings import AssistantSettings
 
 SERVICE = ServiceDefinition(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from livecart_core.service import ServiceDefinition
+
 from livecart_control.settings import ControlSettings
 
 SERVICE = ServiceDefinition(

@@ -102,7 +102,8 @@ class Database:
                 await conn.execute(f'set local search_path = "{self.schema}", public')
                 await conn.execute(f.read_text())
                 await conn.execute(
-                    f'insert into "{self.schema}".schema_migrations (version, name) values ($1, $2)',
+                    f'insert into "{self.schema}".schema_migrations (version, name)'
+                    " values ($1, $2)",
                     version,
                     f.name,
                 )

@@ -129,7 +129,9 @@ def _bind(host: str, port: int, setting: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StartupError(f"{setting}={port}: cannot listen on {host}:{port} ({exc.strerror})")
+        raise StartupError(
+            f"{setting}={port}: cannot listen on {host}:{port} ({exc.strerror})"
+        ) from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
-    "livecart_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"]
+    "livecart_http_requests_total",
+    "HTTP requests handled",
+    ["service", "method", "route", "status"],
 )
 HTTP_SECONDS = Histogram(
     "livecart_http_request_seconds", "HTTP request duration", ["service", "method", "route"]

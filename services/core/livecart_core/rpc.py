@@ -29,17 +29,18 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
+    ) -> Any:
+        # Method handlers are untyped at this seam: behaviours are wrapped whatever their types.
+        handler: Any = await continuation(details)
         if handler is None or details.method.startswith("/grpc.reflection."):
             return handler
         method = details.method
         parent = extract_context(details.invocation_metadata)
         service = self.service
 
-        def observe(context: grpc.aio.ServicerContext, span: trace.Span, started: float) -> None:
+        def observe(context: Any, span: trace.Span, started: float) -> None:
             code = context.code() or grpc.StatusCode.OK
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             span.set_attribute("rpc.grpc.status_code", name)
@@ -55,9 +56,9 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
             )
 
         if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+            inner: Any = handler.unary_unary or handler.stream_unary
 
-            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_response(request: Any, context: Any) -> Any:
                 started = time.perf_counter()
                 with span_for() as span:
                     try:
@@ -78,7 +79,7 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
         else:
             inner = handler.unary_stream or handler.stream_stream
 
-            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[misc]
+            async def unary_response(request: Any, context: Any) -> Any:  # type: ignore[misc]
                 started = time.perf_counter()
                 with span_for() as span:
                     try:
@@ -131,10 +132,12 @@ def bind_grpc(server: grpc.aio.Server, host: str, port: int) -> int:
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise StartupError(f"LIVECART_GRPC_PORT={port}: cannot listen on {address} ({exc})") from None
+        raise StartupError(
+            f"LIVECART_GRPC_PORT={port}: cannot listen on {address} ({exc})"
+        ) from None
     if bound == 0:
         raise StartupError(f"LIVECART_GRPC_PORT={port}: cannot listen on {address}")
-    return bound
+    return int(bound)
 
 
 class _ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):

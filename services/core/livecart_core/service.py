@@ -53,7 +53,11 @@ class Service:
     """One running service. ``start()`` returns once HTTP and gRPC are listening."""
 
     def __init__(
-        self, definition: ServiceDefinition, settings: ServiceSettings, *, bus: EventBus | None = None
+        self,
+        definition: ServiceDefinition,
+        settings: ServiceSettings,
+        *,
+        bus: EventBus | None = None,
     ) -> None:
         self.definition = definition
         self.settings = settings

@@ -15,17 +15,25 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from livecart_core.localinfra.kafka import KafkaBroker, free_port
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.telemetry import setup_tracing
 
-__all__ = ["ServiceProcess", "assert_serving", "free_port", "free_port_block", "fresh_tree", "wait_until"]
+__all__ = [
+    "ServiceProcess",
+    "assert_serving",
+    "free_port",
+    "free_port_block",
+    "fresh_tree",
+    "wait_until",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,7 +105,9 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.module} exited {self.process.returncode}:\n{self.output}")
+                raise AssertionError(
+                    f"{self.module} exited {self.process.returncode}:\n{self.output}"
+                )
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -105,7 +115,9 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise AssertionError(f"{self.module} did not answer /healthz in {timeout_s}s:\n{self.output}")
+        raise AssertionError(
+            f"{self.module} did not answer /healthz in {timeout_s}s:\n{self.output}"
+        )
 
     @property
     def output(self) -> str:
@@ -152,9 +164,8 @@ def free_port_block(count: int) -> int:
 def grpc_health(port: int, service: str = "") -> str:
     """The gRPC health status name (SERVING, NOT_SERVING, ...) a server reports."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=3
-        )
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=3)
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
@@ -167,7 +178,10 @@ def ready(url: str) -> bool:
 
 def assert_serving(http_url: str, grpc_port: int, service: str) -> None:
     """Every endpoint a service must answer: liveness, readiness, metrics, gRPC health."""
-    assert httpx.get(f"{http_url}/healthz", timeout=3).json() == {"status": "ok", "service": service}
+    assert httpx.get(f"{http_url}/healthz", timeout=3).json() == {
+        "status": "ok",
+        "service": service,
+    }
     wait_until(lambda: ready(http_url), timeout_s=15)
     metrics = httpx.get(f"{http_url}/metrics", timeout=3)
     assert metrics.status_code == 200

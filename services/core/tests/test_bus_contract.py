@@ -1,4 +1,5 @@
-"""The event bus contract, run against both backends: the real Kafka broker and the in-process bus."""
+"""The event bus contract, run against both backends: a real Kafka broker and the in-process
+bus."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-
 from livecart_core.bus import Event, EventBus, KafkaBus, MemoryBus
 
 
@@ -121,8 +121,12 @@ async def test_members_of_a_group_share_the_partitions(bus: EventBus) -> None:
     b = await bus.subscribe(name, "shared", recorder(got_b))
     every = frozenset((name, p) for p in range(8))
     await eventually(
-        lambda: a.assignment and b.assignment and (a.assignment | b.assignment) == every
-        and not (a.assignment & b.assignment),
+        lambda: (
+            a.assignment
+            and b.assignment
+            and (a.assignment | b.assignment) == every
+            and not (a.assignment & b.assignment)
+        ),
         timeout_s=30,
     )
     for i in range(80):

@@ -1,1 +1,1 @@
-"""Livecart ingest: publisher connections (WHIP, RTMP), stream-key checks and codec normalisation."""
+"""Livecart ingest: publisher connections (WHIP, RTMP), stream-key checks, codec normalisation."""

@@ -1,1 +1,2 @@
-"""Livecart relay: the SFU: forwards RTP to viewers (WHEP), simulcast, NACK/RTX/PLI, cascades between regions."""
+"""Livecart relay: the SFU: forwards RTP to viewers (WHEP), simulcast, NACK/RTX/PLI, cascades
+between regions."""

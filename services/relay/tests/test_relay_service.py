@@ -6,6 +6,8 @@ from livecart_core.testing import ServiceProcess, assert_serving
 
 
 def test_relay_serves_health_metrics_and_grpc(kafka_broker) -> None:  # type: ignore[no-untyped-def]
-    with ServiceProcess("livecart_relay", {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}) as service:
+    with ServiceProcess(
+        "livecart_relay", {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    ) as service:
         assert_serving(service.url, service.grpc_port, "relay")
         assert service.stop() == 0, service.output

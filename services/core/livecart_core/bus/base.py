@@ -81,7 +81,11 @@ class EventBus(ABC):
 
     @abstractmethod
     async def publish(
-        self, topic: str, key: str, value: bytes | Message, headers: Iterable[tuple[str, bytes]] = ()
+        self,
+        topic: str,
+        key: str,
+        value: bytes | Message,
+        headers: Iterable[tuple[str, bytes]] = (),
     ) -> None:
         """Append one event; returns once it is durable (Kafka: acks=all)."""
 
@@ -149,7 +153,12 @@ async def deliver(backend: str, group: str, event: Event, handler: Handler) -> N
         log.warning(
             "handler failed; retrying",
             exc_info=True,
-            extra={"topic": event.topic, "group": group, "offset": event.offset, "retry_in_s": delay},
+            extra={
+                "topic": event.topic,
+                "group": group,
+                "offset": event.offset,
+                "retry_in_s": delay,
+            },
         )
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)

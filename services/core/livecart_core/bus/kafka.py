@@ -14,7 +14,12 @@ from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 from google.protobuf.message import Message
 from opentelemetry import trace
 
@@ -109,7 +114,11 @@ class KafkaBus(EventBus):
         self._known_topics.update(missing)
 
     async def publish(
-        self, topic: str, key: str, value: bytes | Message, headers: Iterable[tuple[str, bytes]] = ()
+        self,
+        topic: str,
+        key: str,
+        value: bytes | Message,
+        headers: Iterable[tuple[str, bytes]] = (),
     ) -> None:
         if self._producer is None:
             raise RuntimeError("kafka bus is not started")
@@ -191,7 +200,9 @@ class _KafkaSubscription(Subscription):
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved to another member during a rebalance: it re-reads from the
             # last committed offset, so these records are delivered again, not lost.
-            log.info("commit skipped after rebalance", extra={"partition": str(tp), "why": str(exc)})
+            log.info(
+                "commit skipped after rebalance", extra={"partition": str(tp), "why": str(exc)}
+            )
 
     async def stop(self) -> None:
         if self.task is not None:

@@ -36,7 +36,7 @@ BATCH = 256
 
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner: murmur2 of the key bytes."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
@@ -75,13 +75,21 @@ class MemoryBus(EventBus):
             self._logs[topic] = [[] for _ in range(self.partitions)]
         return self._logs[topic]
 
+    async def _wait_past(self, version: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._version != version)
+
     async def _notify(self) -> None:
         async with self._changed:
             self._version += 1
             self._changed.notify_all()
 
     async def publish(
-        self, topic: str, key: str, value: bytes | Message, headers: Iterable[tuple[str, bytes]] = ()
+        self,
+        topic: str,
+        key: str,
+        value: bytes | Message,
+        headers: Iterable[tuple[str, bytes]] = (),
     ) -> None:
         with trace.use_span(publish_span(topic), end_on_exit=True):
             partitions = self._log(topic)
@@ -161,8 +169,7 @@ class _MemberSubscription(Subscription):
                     self.state.committed[(topic, p)] = event.offset + 1
                     progressed = True
             if not progressed:
-                async with bus._changed:
-                    await bus._changed.wait_for(lambda s=seen: bus._version != s)
+                await bus._wait_past(seen)
 
     async def stop(self) -> None:
         if self in self.state.members:

@@ -195,7 +195,9 @@ def main() -> None:
         print(fetch_kafka())
         return
     broker = KafkaBroker(args.dir, port=args.port).start()
-    print(f"kafka ready at {broker.bootstrap} (data in {broker.workdir}); Ctrl-C stops it", flush=True)
+    print(
+        f"kafka ready at {broker.bootstrap} (data in {broker.workdir}); Ctrl-C stops it", flush=True
+    )
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:

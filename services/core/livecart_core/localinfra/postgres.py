@@ -11,9 +11,8 @@ import os
 import pwd
 import subprocess
 import tempfile
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 with warnings.catch_warnings():
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers); harmless.
