@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import httpx
-from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
-
 from livecart_core import metrics as livecart_metrics  # noqa: F401  # registers the families
 from livecart_core.testing import ServiceProcess
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 METRIC = re.compile(r"\b(livecart_[a-z_]+?)(?:_bucket|_count|_sum)?\b(?!_)")
@@ -28,7 +27,7 @@ def expressions() -> list[str]:
 
 def labels_by_family() -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
-    for collector in list(REGISTRY._collector_to_names):  # noqa: SLF001
+    for collector in list(REGISTRY._collector_to_names):
         labelnames = getattr(collector, "_labelnames", None)
         if labelnames is None:
             continue
@@ -45,7 +44,8 @@ def test_dashboard_is_well_formed() -> None:
 
 
 def test_every_metric_and_label_queried_is_exported(kafka_broker) -> None:  # type: ignore[no-untyped-def]
-    with ServiceProcess("livecart_relay", {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}) as s:
+    env = {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    with ServiceProcess("livecart_relay", env) as s:
         httpx.get(f"{s.url}/docs", timeout=5)
         exported = {
             family.name
