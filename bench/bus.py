@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 from kafka.admin import KafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
 from livecart_core.bus import Event, KafkaBus
 from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.telemetry import setup_tracing

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from livecart_allinone.runner import SERVICES
 from livecart_core.testing import free_port_block, fresh_tree
 

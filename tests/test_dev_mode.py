@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from livecart_allinone.runner import SERVICES
 from livecart_core.testing import assert_serving, free_port_block, fresh_tree
 

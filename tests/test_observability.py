@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 
 import httpx
-from livecart_core import metrics as livecart_metrics  # noqa: F401  # registers the families
-from livecart_core.testing import ServiceProcess
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+
+from livecart_core import metrics as livecart_metrics  # noqa: F401  # registers the families
+from livecart_core.localinfra.kafka import KafkaBroker
+from livecart_core.testing import ServiceProcess
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 METRIC = re.compile(r"\b(livecart_[a-z_]+?)(?:_bucket|_count|_sum)?\b(?!_)")
@@ -43,7 +45,7 @@ def test_dashboard_is_well_formed() -> None:
     assert all(panel["targets"] for panel in dashboard["panels"])
 
 
-def test_every_metric_and_label_queried_is_exported(kafka_broker) -> None:  # type: ignore[no-untyped-def]
+def test_every_metric_and_label_queried_is_exported(kafka_broker: KafkaBroker) -> None:
     env = {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
     with ServiceProcess("livecart_relay", env) as s:
         httpx.get(f"{s.url}/docs", timeout=5)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+
+from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.testing import ServiceProcess, grpc_health, ready, wait_until
 
 
-def test_database_outage_flips_readiness_and_recovers(kafka_broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_database_outage_flips_readiness_and_recovers(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
     database = EmbeddedPostgres(tmp_path / "pg").start()
     env = {
         "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,

@@ -8,6 +8,9 @@ import sys
 import time
 
 import pytest
+
+from livecart_core.localinfra.kafka import KafkaBroker
+from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.testing import free_port
 
 
@@ -48,7 +51,7 @@ def test_malformed_or_missing_setting(module: str, env: dict[str, str], setting:
     assert "cannot start" in stderr and setting in stderr
 
 
-def test_unreachable_kafka_fails_fast(postgres) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_kafka_fails_fast(postgres: EmbeddedPostgres) -> None:
     code, stderr, elapsed = start(
         "livecart_analytics",
         LIVECART_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
@@ -61,7 +64,7 @@ def test_unreachable_kafka_fails_fast(postgres) -> None:  # type: ignore[no-unty
     assert elapsed < 15
 
 
-def test_unreachable_database_fails_fast(kafka_broker) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_database_fails_fast(kafka_broker: KafkaBroker) -> None:
     code, stderr, elapsed = start(
         "livecart_control",
         LIVECART_KAFKA_BOOTSTRAP=kafka_broker.bootstrap,
@@ -74,7 +77,7 @@ def test_unreachable_database_fails_fast(kafka_broker) -> None:  # type: ignore[
     assert elapsed < 15
 
 
-def test_port_in_use_names_the_setting(kafka_broker) -> None:  # type: ignore[no-untyped-def]
+def test_port_in_use_names_the_setting(kafka_broker: KafkaBroker) -> None:
     import socket
 
     with socket.socket() as taken:

@@ -8,16 +8,18 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
-from livecart_core.bus import Event, KafkaBus
-from livecart_core.health import Readiness
-from livecart_core.http import HttpServer, create_http_app
-from livecart_core.rpc import bind_grpc, create_channel, create_grpc_server
-from livecart_core.telemetry import inject_metadata
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
+from livecart_core.bus import Event, KafkaBus
+from livecart_core.health import Readiness
+from livecart_core.http import HttpServer, create_http_app
+from livecart_core.localinfra.kafka import KafkaBroker
+from livecart_core.rpc import bind_grpc, create_channel, create_grpc_server
+from livecart_core.telemetry import inject_metadata
 
 METHOD = "/livecart.testing.Relay/Forward"
 TOPIC = "test.tracing"
@@ -33,7 +35,7 @@ def spans() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-async def kafka(kafka_broker) -> AsyncIterator[KafkaBus]:  # type: ignore[no-untyped-def]
+async def kafka(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaBus]:
     bus = KafkaBus(kafka_broker.bootstrap)
     await bus.start()
     yield bus

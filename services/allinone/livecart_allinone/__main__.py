@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from livecart_allinone.runner import run
+from livecart_allinone.settings import DevSettings
 from livecart_core.errors import ConfigError, StartupError
 from livecart_core.logs import setup_logging
 from livecart_core.service import fail
-
-from livecart_allinone.runner import run
-from livecart_allinone.settings import DevSettings
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 
+from livecart_allinone.settings import DevSettings
 from livecart_analytics.app import SERVICE as ANALYTICS
 from livecart_assistant.app import SERVICE as ASSISTANT
 from livecart_chat.app import SERVICE as CHAT
@@ -20,8 +21,6 @@ from livecart_core.settings import load_settings
 from livecart_ingest.app import SERVICE as INGEST
 from livecart_relay.app import SERVICE as RELAY
 from livecart_transcode.app import SERVICE as TRANSCODE
-
-from livecart_allinone.settings import DevSettings
 
 SERVICES = [CONTROL, INGEST, RELAY, TRANSCODE, CHAT, COMMERCE, ASSISTANT, ANALYTICS]
 log = logging.getLogger("livecart.dev")

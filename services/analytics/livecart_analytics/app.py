@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from livecart_core.service import ServiceDefinition
-
 from livecart_analytics.settings import AnalyticsSettings
+from livecart_core.service import ServiceDefinition
 
 SERVICE = ServiceDefinition(
     name="analytics",

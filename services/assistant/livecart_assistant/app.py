@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from livecart_core.service import ServiceDefinition
-
 from livecart_assistant.settings import AssistantSettings
+from livecart_core.service import ServiceDefinition
 
 SERVICE = ServiceDefinition(
     name="assistant",

@@ -7,10 +7,13 @@ import os
 import sys
 
 import asyncpg
+
+from livecart_core.localinfra.kafka import KafkaBroker
+from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.testing import ServiceProcess, assert_serving
 
 
-async def test_migrate_creates_the_assistant_schema(kafka_broker, postgres) -> None:  # type: ignore[no-untyped-def]
+async def test_migrate_creates_the_assistant_schema(postgres: EmbeddedPostgres) -> None:
     env = {**os.environ, "LIVECART_DATABASE_URL": postgres.url}
     migrate = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -29,7 +32,9 @@ async def test_migrate_creates_the_assistant_schema(kafka_broker, postgres) -> N
         await conn.close()
 
 
-def test_assistant_serves_health_metrics_and_grpc(kafka_broker, postgres) -> None:  # type: ignore[no-untyped-def]
+def test_assistant_serves_health_metrics_and_grpc(
+    kafka_broker: KafkaBroker, postgres: EmbeddedPostgres
+) -> None:
     env = {
         "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
         "LIVECART_DATABASE_URL": postgres.url,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from livecart_core.service import run_cli
-
 from livecart_chat.app import SERVICE
+from livecart_core.service import run_cli
 
 
 def main() -> None:

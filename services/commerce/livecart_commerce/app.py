@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from livecart_core.service import ServiceDefinition
-
 from livecart_commerce.settings import CommerceSettings
+from livecart_core.service import ServiceDefinition
 
 SERVICE = ServiceDefinition(
     name="commerce",

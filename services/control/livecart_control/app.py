@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from livecart_core.service import ServiceDefinition
-
 from livecart_control.settings import ControlSettings
+from livecart_core.service import ServiceDefinition
 
 SERVICE = ServiceDefinition(
     name="control",

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+
 from livecart_core.bus import Event, EventBus, KafkaBus, MemoryBus
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from livecart.events.v1 import stream_lifecycle_pb2
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

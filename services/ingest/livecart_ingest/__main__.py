@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from livecart_core.service import run_cli
-
 from livecart_ingest.app import SERVICE
 
 

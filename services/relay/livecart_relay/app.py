@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from livecart_core.service import ServiceDefinition
-
 from livecart_relay.settings import RelaySettings
 
 SERVICE = ServiceDefinition(

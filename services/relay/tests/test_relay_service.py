@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.testing import ServiceProcess, assert_serving
 
 
-def test_relay_serves_health_metrics_and_grpc(kafka_broker) -> None:  # type: ignore[no-untyped-def]
+def test_relay_serves_health_metrics_and_grpc(kafka_broker: KafkaBroker) -> None:
     with ServiceProcess(
         "livecart_relay", {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
     ) as service:

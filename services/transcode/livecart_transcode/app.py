@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from livecart_core.service import ServiceDefinition
-
 from livecart_transcode.settings import TranscodeSettings
 
 SERVICE = ServiceDefinition(
