@@ -10,6 +10,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1 import stream_lifecycle_pb2
+from livecart_core.localinfra.kafka import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROTO_ROOT = REPO_ROOT / "protos"
@@ -19,8 +20,8 @@ def find_buf() -> str | None:
     found = shutil.which("buf")
     if found:
         return found
-    go_bin = Path.home() / "go" / "bin" / "buf"
-    return str(go_bin) if go_bin.is_file() else None
+    tools = cache_dir() / "bin" / "buf"  # where `make tools` installs it
+    return str(tools) if tools.is_file() else None
 
 
 def test_generated_code_is_up_to_date() -> None:
@@ -36,7 +37,7 @@ def test_generated_code_is_up_to_date() -> None:
 
 def test_buf_lint_passes() -> None:
     buf = find_buf()
-    assert buf is not None, "buf not found on PATH or in ~/go/bin; run `make tools`"
+    assert buf is not None, "buf not found on PATH or in the tools cache; run `make tools`"
     result = subprocess.run(
         [buf, "lint"], cwd=PROTO_ROOT, capture_output=True, text=True, check=False
     )
