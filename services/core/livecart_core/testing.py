@@ -22,7 +22,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from livecart_core.localinfra.kafka import KafkaBroker, free_port
+from livecart_core.localinfra import free_port
+from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.telemetry import setup_tracing
 
@@ -205,3 +206,31 @@ def fresh_tree(root: Path, dest: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     return dest
+
+
+def assert_service_runs(service: str, env: Mapping[str, str]) -> None:
+    """``python -m livecart_<service>`` starts, answers every endpoint, and stops cleanly."""
+    with ServiceProcess(f"livecart_{service}", env) as process:
+        assert_serving(process.url, process.grpc_port, service)
+        assert process.stop() == 0, process.output
+
+
+async def assert_migrates(service: str, database_url: str) -> None:
+    """``python -m livecart_<service> migrate`` succeeds and leaves the service's schema."""
+    import asyncio
+
+    import asyncpg
+
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", f"livecart_{service}", "migrate",
+        env={**os.environ, "LIVECART_DATABASE_URL": database_url},
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await migrate.communicate()
+    assert migrate.returncode == 0, stderr.decode()
+    conn = await asyncpg.connect(database_url)
+    try:
+        table = await conn.fetchval("select to_regclass($1)", f"{service}.schema_migrations")
+        assert table is not None, f"no {service}.schema_migrations after migrate"
+    finally:
+        await conn.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1 import stream_lifecycle_pb2
-from livecart_core.localinfra.kafka import cache_dir
+from livecart_core.localinfra import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROTO_ROOT = REPO_ROOT / "protos"

