@@ -11,12 +11,13 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livecart_core.errors import StartupError
+from livecart_core.errors import ServiceError, StartupError
 from livecart_core.health import Readiness
 from livecart_core.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
@@ -70,7 +71,15 @@ def create_http_app(service: str, readiness: Readiness, **fastapi_args: Any) -> 
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_request", "detail": exc.errors()}, status_code=422)
+        detail = jsonable_encoder(exc.errors())
+        return JSONResponse(
+            {"error": "invalid_argument", "message": "request validation failed", "detail": detail},
+            status_code=422,
+        )
+
+    @app.exception_handler(ServiceError)
+    async def refused(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:

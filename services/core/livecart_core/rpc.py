@@ -3,9 +3,10 @@ and the client channel factory (deadlines, retries on UNAVAILABLE, trace propaga
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -13,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
-from livecart_core.errors import StartupError
+from livecart_core.errors import ServiceError, StartupError
 from livecart_core.health import Readiness
 from livecart_core.metrics import GRPC_HANDLED, GRPC_SECONDS
 from livecart_core.telemetry import extract_context, inject_metadata, tracer
@@ -40,36 +41,41 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
         parent = extract_context(details.invocation_metadata)
         service = self.service
 
-        def observe(context: Any, span: trace.Span, started: float) -> None:
-            code = context.code() or grpc.StatusCode.OK
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            span.set_attribute("rpc.grpc.status_code", name)
-            GRPC_HANDLED.labels(service, method, name).inc()
-            GRPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
-
-        def span_for() -> Any:
-            return tracer("livecart.grpc").start_as_current_span(
+        @contextlib.contextmanager
+        def observed(context: Any) -> Iterator[None]:
+            """Span, status and metrics around one call; ServiceErrors become their status."""
+            started = time.perf_counter()
+            with tracer("livecart.grpc").start_as_current_span(
                 method.lstrip("/"),
                 context=parent,
                 kind=trace.SpanKind.SERVER,
                 attributes={"rpc.system": "grpc", "rpc.method": method},
-            )
+            ) as span:
+                try:
+                    yield
+                except ServiceError as exc:
+                    context.set_code(exc.grpc_status)
+                    context.set_details(str(exc))
+                except grpc.aio.AbortError:
+                    raise
+                except Exception:
+                    context.set_code(grpc.StatusCode.INTERNAL)
+                    raise
+                finally:
+                    code = context.code() or grpc.StatusCode.OK
+                    name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+                    span.set_attribute("rpc.grpc.status_code", name)
+                    GRPC_HANDLED.labels(service, method, name).inc()
+                    GRPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
 
+        inner: Any
         if handler.unary_unary or handler.stream_unary:
-            inner: Any = handler.unary_unary or handler.stream_unary
+            inner = handler.unary_unary or handler.stream_unary
 
-            async def unary_response(request: Any, context: Any) -> Any:
-                started = time.perf_counter()
-                with span_for() as span:
-                    try:
-                        return await inner(request, context)
-                    except grpc.aio.AbortError:
-                        raise
-                    except Exception:
-                        context.set_code(grpc.StatusCode.INTERNAL)
-                        raise
-                    finally:
-                        observe(context, span, started)
+            async def behaviour(request: Any, context: Any) -> Any:
+                with observed(context):
+                    return await inner(request, context)
+                return None  # a ServiceError was turned into the call's status
 
             factory = (
                 grpc.unary_unary_rpc_method_handler
@@ -79,19 +85,10 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
         else:
             inner = handler.unary_stream or handler.stream_stream
 
-            async def unary_response(request: Any, context: Any) -> Any:  # type: ignore[misc]
-                started = time.perf_counter()
-                with span_for() as span:
-                    try:
-                        async for item in inner(request, context):
-                            yield item
-                    except grpc.aio.AbortError:
-                        raise
-                    except Exception:
-                        context.set_code(grpc.StatusCode.INTERNAL)
-                        raise
-                    finally:
-                        observe(context, span, started)
+            async def behaviour(request: Any, context: Any) -> Any:  # type: ignore[misc]
+                with observed(context):
+                    async for item in inner(request, context):
+                        yield item
 
             factory = (
                 grpc.unary_stream_rpc_method_handler
@@ -99,7 +96,7 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
                 else grpc.stream_stream_rpc_method_handler
             )
         return factory(
-            unary_response,
+            behaviour,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
