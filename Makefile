@@ -1,5 +1,5 @@
 # The verbs of Livecart. Each one installs what it needs on a fresh machine (Python 3.11+,
-# Java 17 + Maven for the test broker, Go for buf). Nothing fetched or built is committed.
+# Java 17 + Maven for the test broker, Go for buf and helm). Nothing fetched or built is committed.
 
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
@@ -9,11 +9,12 @@ export PATH := $(TOOLS_BIN):$(HOME)/.local/bin:$(PATH)
 # gRPC's fork handlers complain when subprocesses (pg_ctl) start beside its threads; we never fork gRPC.
 export GRPC_ENABLE_FORK_SUPPORT := false
 BUF_VERSION := v1.75.0
+HELM_VERSION := v3.22.0
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
 MYPY_PACKAGES := -p livecart_core -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
-.PHONY: dev test bench lint protos sync uv tools kafka clean
+.PHONY: dev test bench lint protos charts sync uv tools kafka clean
 
 ## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
 dev: sync
@@ -39,16 +40,28 @@ lint: sync tools
 protos: sync
 	$(UV) run --frozen python protos/generate.py
 
+## charts: helm lint both charts, and render the media edge for every region's values file
+charts: tools
+	helm dependency build charts/livecart >/dev/null
+	helm dependency build charts/livecart-edge >/dev/null
+	helm lint --strict charts/livecart charts/livecart-edge
+	for values in charts/livecart-edge/values-*.yaml; do \
+	  helm template livecart-edge charts/livecart-edge -f $$values >/dev/null || exit 1; \
+	done
+
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 sync: uv
 	$(UV) sync --all-packages --frozen --quiet
 
-## tools: buf (protobuf lint) built with `go install` into $(TOOLS_BIN)
+## tools: buf (protobuf lint) and helm (charts) built with `go install` into $(TOOLS_BIN)
 tools:
 	@test -x $(TOOLS_BIN)/buf && $(TOOLS_BIN)/buf --version | grep -q $(BUF_VERSION:v%=%) \
 	  || GOBIN=$(TOOLS_BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@# A `go install`ed helm reports only "v3.22"; the module version in the binary is exact.
+	@test -x $(TOOLS_BIN)/helm && go version -m $(TOOLS_BIN)/helm | grep -q 'helm.sh/helm/v3[[:space:]]$(HELM_VERSION)[[:space:]]' \
+	  || GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 ## kafka: Apache Kafka's jars from Maven Central into $(LIVECART_CACHE)
 kafka: sync

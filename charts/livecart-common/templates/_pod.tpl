@@ -1,0 +1,76 @@
+{{/*
+What every Livecart container and pod shares, whether it serves or migrates.
+Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "database" true|false).
+*/}}
+
+{{/* The container's environment: the LIVECART_* settings of livecart_core.settings. */}}
+{{- define "livecart.env" -}}
+{{- $v := .root.Values -}}
+- name: LIVECART_HTTP_PORT
+  value: {{ $v.ports.http | quote }}
+- name: LIVECART_GRPC_PORT
+  value: {{ $v.ports.grpc | quote }}
+- name: LIVECART_KAFKA_BOOTSTRAP
+  value: {{ required "kafka.bootstrap is required" $v.kafka.bootstrap | quote }}
+- name: LIVECART_LOG_FORMAT
+  value: json
+- name: LIVECART_LOG_LEVEL
+  value: {{ $v.logLevel | quote }}
+{{- if .database }}
+- name: LIVECART_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "livecart.databaseSecretName" .root }}
+      key: {{ $v.database.existingSecretKey | default "url" }}
+{{- end }}
+{{- with $v.otlpEndpoint }}
+- name: LIVECART_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.env }}
+{{ toYaml . }}
+{{- end }}
+{{- with .svc.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Image, security context and environment of a container running `python -m livecart_<name>`. */}}
+{{- define "livecart.containerBase" -}}
+image: {{ include "livecart.image" .root }}
+imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+{{- with .root.Values.securityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+env:
+  {{- include "livecart.env" . | nindent 2 }}
+{{- end -}}
+
+{{/* Pod-level fields: pull secrets, service account, security context and placement. */}}
+{{- define "livecart.podBase" -}}
+{{- $v := .root.Values -}}
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with $v.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,226 @@
+"""The Helm charts as the real helm renders them: every service, its settings, probes, hooks."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = "livecart"
+EDGE = "livecart-edge"
+REGIONS = ("sea", "na", "eu")
+# Workspace members that are libraries or dev tools, not deployables.
+NOT_DEPLOYED = {"core", "allinone"}
+REGION_NODE_LABEL = "topology.kubernetes.io/region"
+
+Manifest = dict[str, Any]
+
+
+def find_helm() -> str:
+    """helm on PATH, else the one `make tools` builds into $LIVECART_CACHE/bin."""
+    on_path = shutil.which("helm")
+    if on_path:
+        return on_path
+    cache = Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart"))
+    built = cache / "bin" / "helm"
+    if os.access(built, os.X_OK):
+        return str(built)
+    pytest.fail(f"helm is not on PATH nor at {built}: run `make tools`", pytrace=False)
+
+
+class Helm:
+    """The real helm over a scratch copy of charts/, with its own config and cache homes."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.charts = workdir / "charts"
+        shutil.copytree(ROOT / "charts", self.charts, ignore=shutil.ignore_patterns("*.tgz"))
+        self.env = {
+            **os.environ,
+            **{f"HELM_{kind}_HOME": str(workdir / kind.lower()) for kind in ("CONFIG", "CACHE")},
+            "HELM_DATA_HOME": str(workdir / "data"),
+        }
+        self._rendered: dict[tuple[str, ...], list[Manifest]] = {}
+        for chart in (CORE, EDGE):
+            self.run("dependency", "build", str(self.charts / chart))
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            [self.binary, *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stderr}{done.stdout}"
+        return done.stdout
+
+    def values_file(self, region: str) -> Path:
+        return self.charts / EDGE / f"values-{region}.yaml"
+
+    def template(self, chart: str, *options: str) -> list[Manifest]:
+        """The chart's objects (hooks included) for release name ``chart``."""
+        key = (chart, *options)
+        if key not in self._rendered:
+            out = self.run("template", chart, str(self.charts / chart), *options)
+            self._rendered[key] = [doc for doc in yaml.safe_load_all(out) if doc]
+        return self._rendered[key]
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(find_helm(), tmp_path_factory.mktemp("helm"))
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def container(workload: Manifest) -> Manifest:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, workload["metadata"]["name"]
+    return containers[0]  # type: ignore[no-any-return]
+
+
+def env(workload: Manifest) -> dict[str, Manifest]:
+    return {var["name"]: var for var in container(workload).get("env", [])}
+
+
+def module(workload: Manifest) -> str:
+    return container(workload)["args"][0]  # type: ignore[no-any-return]
+
+
+def deployed_modules(manifests: list[Manifest]) -> set[str]:
+    return {module(d) for d in of_kind(manifests, "Deployment")}
+
+
+def service_packages() -> list[str]:
+    services = ROOT / "services"
+    return sorted(
+        p.name
+        for p in services.iterdir()
+        if (p / "pyproject.toml").is_file() and p.name not in NOT_DEPLOYED
+    )
+
+
+RENDERINGS = [
+    pytest.param(CORE, (), id="core"),
+    pytest.param(EDGE, (), id="edge"),
+    *(pytest.param(EDGE, (region,), id=f"edge-{region}") for region in REGIONS),
+]
+
+
+def render(helm: Helm, chart: str, regions: tuple[str, ...]) -> list[Manifest]:
+    return helm.template(chart, *(f"--values={helm.values_file(r)}" for r in regions))
+
+
+def test_lint_passes_for_both_charts_and_every_region(helm: Helm) -> None:
+    helm.run("lint", "--strict", str(helm.charts / CORE), str(helm.charts / EDGE))
+    for region in REGIONS:
+        helm.run("lint", "--strict", str(helm.charts / EDGE), "-f", str(helm.values_file(region)))
+
+
+@pytest.mark.parametrize(("chart", "regions"), RENDERINGS)
+def test_every_deployment_runs_its_service_with_probes_and_kafka(
+    helm: Helm, chart: str, regions: tuple[str, ...]
+) -> None:
+    manifests = render(helm, chart, regions)
+    deployments = of_kind(manifests, "Deployment")
+    services = {s["metadata"]["name"]: s for s in of_kind(manifests, "Service")}
+    assert deployments
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        main = container(deployment)
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert main["args"] == [f"livecart_{component}"], name
+        assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, name
+        assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, name
+        ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+        variables = env(deployment)
+        assert variables["LIVECART_KAFKA_BOOTSTRAP"]["value"], name
+        assert variables["LIVECART_HTTP_PORT"]["value"] == str(ports["http"]), name
+        assert variables["LIVECART_GRPC_PORT"]["value"] == str(ports["grpc"]), name
+        assert variables["LIVECART_LOG_FORMAT"]["value"] == "json", name
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        assert annotations["prometheus.io/port"] == str(ports["http"]), name
+        service_ports = {p["name"]: p["targetPort"] for p in services[name]["spec"]["ports"]}
+        assert service_ports == {"http": "http", "grpc": "grpc"}, name
+
+
+def test_core_services_read_the_database_url_from_the_chart_secret(helm: Helm) -> None:
+    manifests = helm.template(CORE)
+    (secret,) = of_kind(manifests, "Secret")
+    assert "pre-install" in secret["metadata"]["annotations"]["helm.sh/hook"]
+    expected = {"name": secret["metadata"]["name"], "key": "url"}
+    assert set(secret["stringData"]) == {"url"}
+    for workload in of_kind(manifests, "Deployment") + of_kind(manifests, "Job"):
+        url = env(workload)["LIVECART_DATABASE_URL"]
+        assert url == {"name": "LIVECART_DATABASE_URL", "valueFrom": {"secretKeyRef": expected}}
+
+
+def test_core_chart_can_use_an_existing_secret(helm: Helm) -> None:
+    manifests = helm.template(
+        CORE, "--set", "database.existingSecret=pg", "--set", "database.existingSecretKey=dsn"
+    )
+    assert not of_kind(manifests, "Secret")
+    for workload in of_kind(manifests, "Deployment") + of_kind(manifests, "Job"):
+        ref = env(workload)["LIVECART_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "pg", "key": "dsn"}
+
+
+@pytest.mark.parametrize("regions", [(), *((r,) for r in REGIONS)])
+def test_edge_has_no_database(helm: Helm, regions: tuple[str, ...]) -> None:
+    manifests = render(helm, EDGE, regions)
+    assert not of_kind(manifests, "Job")
+    assert not of_kind(manifests, "Secret")
+    for deployment in of_kind(manifests, "Deployment"):
+        assert "LIVECART_DATABASE_URL" not in env(deployment)
+
+
+def test_a_migration_hook_job_per_database_service(helm: Helm) -> None:
+    manifests = helm.template(CORE)
+    jobs = of_kind(manifests, "Job")
+    for job in jobs:
+        hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+        assert sorted(hooks) == ["pre-install", "pre-upgrade"]
+        assert container(job)["args"][1:] == ["migrate"]
+    assert {module(job) for job in jobs} == deployed_modules(manifests)
+    assert len(jobs) == 5
+
+
+def test_a_disabled_service_is_not_rendered(helm: Helm) -> None:
+    manifests = helm.template(CORE, "--set", "services.assistant.enabled=false")
+    names = {m["metadata"]["name"] for m in manifests}
+    assert not {n for n in names if "assistant" in n}
+    assert "livecart_chat" in deployed_modules(manifests)
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_region_values_pin_the_edge_to_its_region(helm: Helm, region: str) -> None:
+    values = yaml.safe_load(helm.values_file(region).read_text())
+    assert values["region"] == region
+    assert values["nodeSelector"][REGION_NODE_LABEL]
+    deployments = of_kind(render(helm, EDGE, (region,)), "Deployment")
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]
+        assert pod["spec"]["nodeSelector"] == values["nodeSelector"]
+        assert pod["metadata"]["labels"]["livecart.io/region"] == region
+        assert deployment["metadata"]["name"].startswith(f"{EDGE}-")
+    replicas = {module(d): d["spec"]["replicas"] for d in deployments}
+    assert replicas == {f"livecart_{n}": s["replicas"] for n, s in values["services"].items()}
+
+
+def test_every_service_is_deployed_by_exactly_one_chart(helm: Helm) -> None:
+    charts = {chart: deployed_modules(helm.template(chart)) for chart in (CORE, EDGE)}
+    for name in service_packages():
+        package = f"livecart_{name}"
+        holders = [chart for chart, modules in charts.items() if package in modules]
+        assert len(holders) == 1, f"{package} is deployed by {holders or 'no chart'}"
+        # Only the core chart gives a service its database and migrations.
+        uses_database = importlib.import_module(f"{package}.app").SERVICE.uses_database
+        assert holders == [CORE if uses_database else EDGE], package
