@@ -47,11 +47,12 @@ def test_make_dev_from_a_fresh_tree(tmp_path: Path) -> None:
             assert f"{url}/docs" in text
             assert_serving(url, grpc_base + index, service.name)
     finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            raise
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGINT)
+            try:
+                dev.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(dev.pid, signal.SIGKILL)
+                raise
     text = log.read_text()
     assert "Traceback" not in text, text

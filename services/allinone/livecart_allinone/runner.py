@@ -41,7 +41,6 @@ async def run(dev: DevSettings) -> None:
         for index, definition in enumerate(SERVICES):
             settings = load_settings(
                 definition.settings,
-                mode="dev",
                 bus="memory",
                 database_url=database_url,
                 migrate_on_start=True,

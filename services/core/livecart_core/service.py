@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 
-import grpc
-
 from livecart_core.bus import EventBus, create_bus
 from livecart_core.db import Database
 from livecart_core.errors import ConfigError, StartupError
@@ -70,7 +68,8 @@ class Service:
         self.database: Database | None = None
         self.http: HttpServer | None = None
         self.grpc_port = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._serving: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -97,15 +96,13 @@ class Service:
         self.http = HttpServer(self.http_app, s.http_host, s.http_port)
         self.grpc_port = bind_grpc(self.grpc_server, s.grpc_host, s.grpc_port)
         await self.grpc_server.start()
-        self._tasks = [
-            asyncio.create_task(self.http.serve(), name=f"{self.name}-http"),
-            asyncio.create_task(
-                self.readiness.watch(s.readiness_interval_s), name=f"{self.name}-readiness"
-            ),
-        ]
+        self._serving = asyncio.create_task(self.http.serve(), name=f"{self.name}-http")
+        self._watching = asyncio.create_task(
+            self.readiness.watch(s.readiness_interval_s), name=f"{self.name}-readiness"
+        )
         while not self.http.started:
-            if self._tasks[0].done():
-                self._tasks[0].result()
+            if self._serving.done():
+                self._serving.result()  # raises what stopped the server
             await asyncio.sleep(0.01)
         log.info(
             "service started",
@@ -116,12 +113,12 @@ class Service:
         if self.http is not None:
             self.http.stop()
         await self.grpc_server.stop(grace=2)
-        for task in self._tasks:
-            if task.get_name().endswith("-readiness"):
-                task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._watching is not None:
+            self._watching.cancel()
+        for task in (self._serving, self._watching):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._owns_bus:
             await self.bus.stop()
         if self.database is not None:
@@ -160,8 +157,6 @@ def run_cli(definition: ServiceDefinition, argv: list[str] | None = None) -> Non
         else:
             asyncio.run(_serve(definition, settings))
     except StartupError as exc:
-        fail(program, exc)
-    except grpc.RpcError as exc:  # pragma: no cover - surfaced as one line too
         fail(program, exc)
 
 

@@ -15,7 +15,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from livecart_core.errors import ConfigError
 
 BusBackend = Literal["kafka", "memory"]
-Mode = Literal["production", "dev", "test"]
 
 
 class ServiceSettings(BaseSettings):
@@ -24,7 +23,6 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIVECART_", extra="ignore", frozen=True)
 
     service_name: str = "livecart"
-    mode: Mode = "production"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -62,10 +62,14 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         self._prepare()
+        if (self.datadir / "postmaster.pid").exists():
+            # A server left running on this folder by a killed run: stop it, start ours.
+            self.stop()
         pg.pg_ctl(  # type: ignore[attr-defined]
             [
                 "-w",
-                "-o", f"-h 127.0.0.1 -p {self.port} -k {self.datadir}",
+                # TCP only (-k ''): Unix socket paths are length-limited and deep folders overflow.
+                "-o", f"-h 127.0.0.1 -p {self.port} -k ''",
                 "-l", str(self.datadir / "server.log"),
                 "start",
             ],
