@@ -51,6 +51,7 @@ class KafkaBus(EventBus):
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._known_topics: set[str] = set()
+        self._topics_lock = asyncio.Lock()
         self._subscriptions: list[_KafkaSubscription] = []
 
     async def start(self) -> None:
@@ -101,17 +102,21 @@ class KafkaBus(EventBus):
     async def ensure_topics(self, topics: Iterable[str]) -> None:
         """Create missing topics with the configured partition count."""
         assert self._admin is not None, "start() first"
-        missing = [t for t in topics if t not in self._known_topics]
-        if not missing:
-            return
-        existing = set(await self._admin.list_topics())
-        new = [t for t in missing if t not in existing]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await self._admin.create_topics(
-                    [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in new]
-                )
-        self._known_topics.update(missing)
+        async with self._topics_lock:  # concurrent first publishes ask the broker once
+            missing = [t for t in topics if t not in self._known_topics]
+            if not missing:
+                return
+            existing = set(await self._admin.list_topics())
+            new = [t for t in missing if t not in existing]
+            if new:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await self._admin.create_topics(
+                        [
+                            NewTopic(t, num_partitions=self.partitions, replication_factor=1)
+                            for t in new
+                        ]
+                    )
+            self._known_topics.update(missing)
 
     async def publish(
         self,
@@ -122,7 +127,8 @@ class KafkaBus(EventBus):
     ) -> None:
         if self._producer is None:
             raise RuntimeError("kafka bus is not started")
-        await self.ensure_topics([topic])
+        if topic not in self._known_topics:
+            await self.ensure_topics([topic])
         with trace.use_span(publish_span(topic), end_on_exit=True):
             await self._producer.send_and_wait(
                 topic,
