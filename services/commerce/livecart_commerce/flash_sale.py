@@ -1,0 +1,296 @@
+"""Flash-sale inventory: reservations that never oversell, with many commerce processes at once.
+
+Postgres is the source of truth: a sale's ``remaining`` counter lives in its row, and a
+reservation changes it only while holding that row's lock. What makes it fast is *group
+commit*: concurrent reservations for one sale are collected for a few milliseconds and settled
+together in one transaction — one row lock, one counter update, one multi-row insert of orders
+and outbox events — instead of one ``SELECT … FOR UPDATE`` transaction per order. Processes
+settle their batches one after another on the row lock, so the invariant ``remaining >= 0`` and
+the per-user limit hold across all of them.
+
+With ``coalesce=False`` every reservation is its own row-lock transaction: the naive design,
+kept because the benchmark measures the two side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from livecart.events.v1.commerce_pb2 import CommerceEvent, OrderReserved
+
+TOPIC = "commerce.events"
+
+
+class Outcome(StrEnum):
+    RESERVED = "reserved"
+    SOLD_OUT = "sold_out"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    NOT_ACTIVE = "not_active"
+    NOT_FOUND = "not_found"
+    KEY_REUSED = "idempotency_key_reused"
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    tenant_id: str
+    flash_sale_id: uuid.UUID
+    user_id: str
+    quantity: int
+    idempotency_key: str
+
+    @property
+    def request_hash(self) -> str:
+        return hashlib.sha256(f"{self.flash_sale_id}:{self.quantity}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    outcome: Outcome
+    order_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass
+class _Pending:
+    items: list[tuple[ReserveRequest, asyncio.Future[ReserveResult]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class FlashSaleEngine:
+    """Reserve flash-sale stock; ``reserve()`` answers once the reservation is committed."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        coalesce: bool = True,
+        window_s: float = 0.002,
+        max_batch: int = 2000,
+        payment_timeout_s: float = 600.0,
+        sold_out_recheck_s: float = 0.5,
+    ) -> None:
+        self.pool = pool
+        self.coalesce = coalesce
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.payment_timeout = timedelta(seconds=payment_timeout_s)
+        self.sold_out_recheck_s = sold_out_recheck_s
+        self._pending: dict[uuid.UUID, _Pending] = {}
+        # Sales seen sold out, until when: their batches skip the row lock and only look up
+        # earlier orders for the idempotency keys (stock can come back when orders expire).
+        self._sold_out_until: dict[uuid.UUID, float] = {}
+
+    async def reserve(self, request: ReserveRequest) -> ReserveResult:
+        if request.quantity <= 0:
+            raise ValueError("quantity must be positive")
+        if not self.coalesce:
+            return (await self._settle(request.flash_sale_id, [request]))[0]
+        future: asyncio.Future[ReserveResult] = asyncio.get_running_loop().create_future()
+        pending = self._pending.setdefault(request.flash_sale_id, _Pending())
+        pending.items.append((request, future))
+        if pending.task is None:
+            pending.task = asyncio.create_task(self._drain(request.flash_sale_id, pending))
+        return await future
+
+    async def _drain(self, sale_id: uuid.UUID, pending: _Pending) -> None:
+        """Settle the sale's queue batch by batch; one transaction in flight per sale here."""
+        try:
+            await asyncio.sleep(self.window_s)
+            while pending.items:
+                batch, pending.items = (
+                    pending.items[: self.max_batch],
+                    pending.items[self.max_batch :],
+                )
+                try:
+                    results = await self._settle(sale_id, [r for r, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            pending.task = None
+            if not pending.items:
+                self._pending.pop(sale_id, None)
+
+    async def _settle(
+        self, sale_id: uuid.UUID, requests: list[ReserveRequest]
+    ) -> list[ReserveResult]:
+        try:
+            return await self._settle_batch(sale_id, requests)
+        except asyncpg.UniqueViolationError:
+            # An idempotency key reused for another sale, racing in another transaction: settle
+            # one by one so only the offending request is refused.
+            if len(requests) == 1:
+                return [ReserveResult(Outcome.KEY_REUSED)]
+            return [(await self._settle(sale_id, [r]))[0] for r in requests]
+
+    async def _settle_batch(
+        self, sale_id: uuid.UUID, requests: list[ReserveRequest]
+    ) -> list[ReserveResult]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self._sold_out_until.get(sale_id, 0.0) > time.monotonic():
+                earlier = await self._earlier_orders(conn, requests)
+                return [
+                    self._replay(r, earlier) or ReserveResult(Outcome.SOLD_OUT) for r in requests
+                ]
+            sale = await conn.fetchrow(
+                "select tenant_id, sku_id, remaining, per_user_limit, sale_price_minor, currency,"
+                " starts_at, ends_at, now() as now from flash_sales where id = $1 for update",
+                sale_id,
+            )
+            earlier = await self._earlier_orders(conn, requests)
+            if sale is None:
+                return [
+                    self._replay(r, earlier) or ReserveResult(Outcome.NOT_FOUND) for r in requests
+                ]
+            active = sale["starts_at"] <= sale["now"] < sale["ends_at"]
+            bought: dict[str, int] = {
+                row["user_id"]: row["quantity"]
+                for row in await conn.fetch(
+                    "select user_id, quantity from flash_sale_buyers"
+                    " where flash_sale_id = $1 and user_id = any($2::text[])",
+                    sale_id,
+                    list({r.user_id for r in requests}),
+                )
+            }
+            remaining: int = sale["remaining"]
+            expires_at: datetime = sale["now"] + self.payment_timeout
+            results: list[ReserveResult] = []
+            granted: dict[tuple[str, str], ReserveResult] = {}
+            new_orders: list[tuple[uuid.UUID, ReserveRequest]] = []
+            for r in requests:
+                replay = self._replay(r, earlier) or granted.get((r.user_id, r.idempotency_key))
+                if replay is not None:
+                    results.append(replay)
+                elif r.tenant_id != sale["tenant_id"]:
+                    results.append(ReserveResult(Outcome.NOT_FOUND))  # another tenant's sale
+                elif not active:
+                    results.append(ReserveResult(Outcome.NOT_ACTIVE))
+                elif bought.get(r.user_id, 0) + r.quantity > sale["per_user_limit"]:
+                    results.append(ReserveResult(Outcome.LIMIT_EXCEEDED))
+                elif r.quantity > remaining:
+                    results.append(ReserveResult(Outcome.SOLD_OUT))
+                else:
+                    remaining -= r.quantity
+                    bought[r.user_id] = bought.get(r.user_id, 0) + r.quantity
+                    order_id = uuid.uuid4()
+                    new_orders.append((order_id, r))
+                    result = ReserveResult(Outcome.RESERVED, order_id, expires_at)
+                    granted[(r.user_id, r.idempotency_key)] = result
+                    results.append(result)
+            if new_orders:
+                await self._write(conn, sale_id, sale, remaining, bought, new_orders, expires_at)
+            if remaining == 0:
+                self._sold_out_until[sale_id] = time.monotonic() + self.sold_out_recheck_s
+            return results
+
+    @staticmethod
+    async def _earlier_orders(
+        conn: asyncpg.Connection, requests: list[ReserveRequest]
+    ) -> dict[tuple[str, str], asyncpg.Record]:
+        rows = await conn.fetch(
+            "select o.user_id, o.idempotency_key, o.request_hash, o.id, o.expires_at"
+            " from orders o join unnest($1::text[], $2::text[], $3::text[]) as k(tenant, u, key)"
+            " on o.tenant_id = k.tenant and o.user_id = k.u and o.idempotency_key = k.key",
+            [r.tenant_id for r in requests],
+            [r.user_id for r in requests],
+            [r.idempotency_key for r in requests],
+        )
+        return {(row["user_id"], row["idempotency_key"]): row for row in rows}
+
+    @staticmethod
+    def _replay(
+        request: ReserveRequest, earlier: dict[tuple[str, str], asyncpg.Record]
+    ) -> ReserveResult | None:
+        row = earlier.get((request.user_id, request.idempotency_key))
+        if row is None:
+            return None
+        if row["request_hash"] != request.request_hash:
+            return ReserveResult(Outcome.KEY_REUSED)
+        return ReserveResult(Outcome.RESERVED, row["id"], row["expires_at"])
+
+    @staticmethod
+    async def _write(
+        conn: asyncpg.Connection,
+        sale_id: uuid.UUID,
+        sale: asyncpg.Record,
+        remaining: int,
+        bought: dict[str, int],
+        orders: list[tuple[uuid.UUID, ReserveRequest]],
+        expires_at: datetime,
+    ) -> None:
+        await conn.execute(
+            "update flash_sales set remaining = $2 where id = $1", sale_id, remaining
+        )
+        buyers = {r.user_id for _, r in orders}
+        await conn.execute(
+            "insert into flash_sale_buyers (flash_sale_id, user_id, quantity)"
+            " select $1, u, q from unnest($2::text[], $3::int[]) as t(u, q)"
+            " on conflict (flash_sale_id, user_id) do update set quantity = excluded.quantity",
+            sale_id,
+            list(buyers),
+            [bought[u] for u in buyers],
+        )
+        await conn.execute(
+            "insert into orders (tenant_id, id, user_id, sku_id, flash_sale_id, quantity,"
+            " unit_price_minor, currency, state, idempotency_key, request_hash, expires_at)"
+            " select $1, id, u, $2, $3, q, $4, $5, 'reserved', k, h, $6"
+            " from unnest($7::uuid[], $8::text[], $9::int[], $10::text[], $11::text[])"
+            " as t(id, u, q, k, h)",
+            sale["tenant_id"],
+            sale["sku_id"],
+            sale_id,
+            sale["sale_price_minor"],
+            sale["currency"],
+            expires_at,
+            [order_id for order_id, _ in orders],
+            [r.user_id for _, r in orders],
+            [r.quantity for _, r in orders],
+            [r.idempotency_key for _, r in orders],
+            [r.request_hash for _, r in orders],
+        )
+        occurred = Timestamp()
+        occurred.FromDatetime(sale["now"])
+        expires = Timestamp()
+        expires.FromDatetime(expires_at)
+        events = [
+            CommerceEvent(
+                event_id=str(uuid.uuid4()),
+                tenant_id=sale["tenant_id"],
+                occurred_at=occurred,
+                order_reserved=OrderReserved(
+                    order_id=str(order_id),
+                    user_id=r.user_id,
+                    sku_id=str(sale["sku_id"]),
+                    flash_sale_id=str(sale_id),
+                    quantity=r.quantity,
+                    unit_price_minor=sale["sale_price_minor"],
+                    currency=sale["currency"],
+                    expires_at=expires,
+                ),
+            )
+            for order_id, r in orders
+        ]
+        await conn.execute(
+            "insert into outbox (event_id, topic, key, payload)"
+            " select e, $1, $2, p from unnest($3::uuid[], $4::bytea[]) as t(e, p)",
+            TOPIC,
+            sale["tenant_id"],
+            [uuid.UUID(e.event_id) for e in events],
+            [e.SerializeToString() for e in events],
+        )

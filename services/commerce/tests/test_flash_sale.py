@@ -1,0 +1,128 @@
+"""Flash-sale reservations against real Postgres: never oversold, limits and idempotency hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from livecart.events.v1.commerce_pb2 import CommerceEvent
+from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
+from livecart_core.db import Database
+from livecart_core.localinfra.postgres import EmbeddedPostgres
+
+from .conftest import create_flash_sale
+
+BUYERS = Path(__file__).with_name("buyers.py")
+
+
+async def test_two_thousand_buyers_in_three_processes_take_exactly_the_stock(
+    commerce_db: Database, postgres: EmbeddedPostgres
+) -> None:
+    sale = await create_flash_sale(commerce_db.pool, quantity=100, per_user_limit=1)
+    users = 1500  # fewer users than buyers: many users try twice, the limit must stop them
+    shares = [(0, 667), (667, 667), (1334, 666)]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(BUYERS),
+            postgres.url,
+            str(sale),
+            "acme",
+            str(first),
+            str(count),
+            str(users),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for first, count in shares
+    ]
+    outputs = await asyncio.gather(*(p.communicate() for p in processes))
+    assert all(p.returncode == 0 for p in processes)
+    lines = [json.loads(line) for out, _ in outputs for line in out.decode().splitlines()]
+    assert len(lines) == sum(count + -(-count // 10) for _, count in shares)  # 10% retried
+
+    outcomes = Counter(line["outcome"] for line in lines)
+    by_key: dict[str, set[str | None]] = {}
+    for line in lines:
+        by_key.setdefault(line["key"], set()).add(line["order"])
+    reserved_keys = {k for k, orders in by_key.items() if orders != {None}}
+    assert len(reserved_keys) == 100
+    assert all(len(orders) == 1 for orders in by_key.values()), "a retry got another order"
+    assert set(outcomes) <= {"reserved", "sold_out", "limit_exceeded"}
+
+    async with commerce_db.pool.acquire() as conn:
+        assert await conn.fetchval("select remaining from flash_sales where id = $1", sale) == 0
+        orders = await conn.fetch(
+            "select user_id, quantity from orders where flash_sale_id = $1", sale
+        )
+        assert sum(o["quantity"] for o in orders) == 100
+        per_user = Counter(o["user_id"] for o in orders)
+        assert max(per_user.values()) == 1
+        held = await conn.fetch(
+            "select user_id, quantity from flash_sale_buyers where flash_sale_id = $1", sale
+        )
+        assert {h["user_id"]: h["quantity"] for h in held} == dict(per_user)
+        payloads = await conn.fetch("select payload from outbox where key = 'acme'")
+    events = [CommerceEvent.FromString(row["payload"]) for row in payloads]
+    mine = {
+        e.order_reserved.order_id for e in events if e.order_reserved.flash_sale_id == str(sale)
+    }
+    assert mine == {order for orders in by_key.values() for order in orders if order}
+
+
+async def test_limits_idempotency_and_refusals(commerce_db: Database) -> None:
+    sale = await create_flash_sale(commerce_db.pool, quantity=3, per_user_limit=2)
+    engine = FlashSaleEngine(commerce_db.pool)
+
+    def ask(user: str, key: str, quantity: int = 1, tenant: str = "acme") -> ReserveRequest:
+        return ReserveRequest(tenant, sale, user, quantity, key)
+
+    first = await engine.reserve(ask("ann", "a1"))
+    assert first.outcome is Outcome.RESERVED and first.order_id is not None
+    again = await engine.reserve(ask("ann", "a1"))
+    assert again.order_id == first.order_id  # same key, same body: the same order
+    assert (await engine.reserve(ask("ann", "a1", quantity=2))).outcome is Outcome.KEY_REUSED
+    assert (await engine.reserve(ask("ann", "a2", quantity=2))).outcome is Outcome.LIMIT_EXCEEDED
+    assert (await engine.reserve(ask("ann", "a3"))).outcome is Outcome.RESERVED
+    assert (await engine.reserve(ask("bob", "b1", tenant="evil"))).outcome is Outcome.NOT_FOUND
+    assert (await engine.reserve(ask("bob", "b2"))).outcome is Outcome.RESERVED
+    assert (await engine.reserve(ask("cat", "c1"))).outcome is Outcome.SOLD_OUT
+    # Sold out is cached; a retry of an order that went through still finds its order.
+    assert (await engine.reserve(ask("bob", "b2"))).outcome is Outcome.RESERVED
+    with pytest.raises(ValueError):
+        await engine.reserve(ask("dan", "d1", quantity=0))
+
+    later = await create_flash_sale(commerce_db.pool, starts_in=timedelta(hours=1))
+    early = ReserveRequest("acme", later, "ann", 1, "e1")
+    assert (await engine.reserve(early)).outcome is Outcome.NOT_ACTIVE
+    missing = ReserveRequest("acme", uuid.uuid4(), "ann", 1, "m1")
+    assert (await engine.reserve(missing)).outcome is Outcome.NOT_FOUND
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_concurrent_reservations_in_one_process(
+    commerce_db: Database, coalesce: bool
+) -> None:
+    sale = await create_flash_sale(commerce_db.pool, quantity=50, per_user_limit=3)
+    engine = FlashSaleEngine(commerce_db.pool, coalesce=coalesce)
+    results = await asyncio.gather(
+        *(
+            engine.reserve(ReserveRequest("acme", sale, f"u{i % 40}", 1, f"k{i}"))
+            for i in range(300)
+        )
+    )
+    assert sum(r.outcome is Outcome.RESERVED for r in results) == 50
+    async with commerce_db.pool.acquire() as conn:
+        assert await conn.fetchval("select remaining from flash_sales where id = $1", sale) == 0
+        assert (
+            await conn.fetchval(
+                "select max(quantity) from flash_sale_buyers where flash_sale_id = $1", sale
+            )
+            <= 3
+        )
