@@ -28,6 +28,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from livecart.events.v1.commerce_pb2 import CommerceEvent, OrderReserved
 
 TOPIC = "commerce.events"
+_ORDER_COLUMNS = (
+    "tenant_id", "id", "user_id", "sku_id", "flash_sale_id", "quantity", "unit_price_minor",
+    "currency", "state", "idempotency_key", "request_hash", "expires_at",
+)  # fmt: skip
 
 
 class Outcome(StrEnum):
@@ -246,24 +250,23 @@ class FlashSaleEngine:
             list(buyers),
             [bought[u] for u in buyers],
         )
-        await conn.execute(
-            "insert into orders (tenant_id, id, user_id, sku_id, flash_sale_id, quantity,"
-            " unit_price_minor, currency, state, idempotency_key, request_hash, expires_at)"
-            " select $1, id, u, $2, $3, q, $4, $5, 'reserved', k, h, $6"
-            " from unnest($7::uuid[], $8::text[], $9::int[], $10::text[], $11::text[])"
-            " as t(id, u, q, k, h)",
+        # Binary COPY: the cheapest way into Postgres for a batch of new rows.
+        tenant, sku, price, currency = (
             sale["tenant_id"],
             sale["sku_id"],
-            sale_id,
             sale["sale_price_minor"],
             sale["currency"],
-            expires_at,
-            [order_id for order_id, _ in orders],
-            [r.user_id for _, r in orders],
-            [r.quantity for _, r in orders],
-            [r.idempotency_key for _, r in orders],
-            [r.request_hash for _, r in orders],
         )
+        await conn.copy_records_to_table(
+            "orders",
+            schema_name="commerce",
+            columns=_ORDER_COLUMNS,
+            records=[
+                (tenant, order_id, r.user_id, sku, sale_id, r.quantity, price, currency,
+                 "reserved", r.idempotency_key, r.request_hash, expires_at)
+                for order_id, r in orders
+            ],
+        )  # fmt: skip
         occurred = Timestamp()
         occurred.FromDatetime(sale["now"])
         expires = Timestamp()
@@ -286,11 +289,9 @@ class FlashSaleEngine:
             )
             for order_id, r in orders
         ]
-        await conn.execute(
-            "insert into outbox (event_id, topic, key, payload)"
-            " select e, $1, $2, p from unnest($3::uuid[], $4::bytea[]) as t(e, p)",
-            TOPIC,
-            sale["tenant_id"],
-            [uuid.UUID(e.event_id) for e in events],
-            [e.SerializeToString() for e in events],
+        await conn.copy_records_to_table(
+            "outbox",
+            schema_name="commerce",
+            columns=("event_id", "topic", "key", "payload"),
+            records=[(uuid.UUID(e.event_id), TOPIC, tenant, e.SerializeToString()) for e in events],
         )
