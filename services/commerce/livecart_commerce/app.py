@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from livecart_commerce.expiry import ExpirySweeper
+from livecart_commerce.outbox import OutboxRelay
 from livecart_commerce.settings import CommerceSettings
-from livecart_core.service import ServiceDefinition
+from livecart_core.service import Service, ServiceDefinition
+
+
+async def setup(service: Service) -> None:
+    """Background work every commerce process runs: the outbox relay and the expiry sweep."""
+    assert service.database is not None
+    settings = service.settings
+    assert isinstance(settings, CommerceSettings)
+    pool = service.database.pool
+    relay = OutboxRelay(pool, service.bus, idle_s=settings.outbox_idle_s)
+    sweeper = ExpirySweeper(pool, interval_s=settings.expiry_interval_s)
+    service.run_in_background("outbox-relay", relay.run())
+    service.run_in_background("expiry-sweep", sweeper.run())
+
 
 SERVICE = ServiceDefinition(
     name="commerce",
     package="livecart_commerce",
     settings=CommerceSettings,
     uses_database=True,
+    setup=setup,
 )

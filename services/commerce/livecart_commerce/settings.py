@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from livecart_core.settings import ServiceSettings
 
 
@@ -9,3 +11,6 @@ class CommerceSettings(ServiceSettings):
     service_name: str = "commerce"
     http_port: int = 8085
     grpc_port: int = 50056
+    payment_timeout_s: float = Field(default=600.0, gt=0, description="unpaid orders expire after")
+    expiry_interval_s: float = Field(default=1.0, gt=0, description="how often due orders expire")
+    outbox_idle_s: float = Field(default=0.05, gt=0, description="relay pause when nothing is new")

@@ -113,7 +113,7 @@ async def test_concurrent_reservations_in_one_process(
     engine = FlashSaleEngine(commerce_db.pool, coalesce=coalesce)
     results = await asyncio.gather(
         *(
-            engine.reserve(ReserveRequest("acme", sale, f"u{i % 40}", 1, f"k{i}"))
+            engine.reserve(ReserveRequest("acme", sale, f"u{i % 40}", 1, f"{sale}-{i}"))
             for i in range(300)
         )
     )

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
+from typing import Any
 
 from livecart_core.bus import EventBus, create_bus
 from livecart_core.db import Database
@@ -70,6 +71,15 @@ class Service:
         self.grpc_port = 0
         self._serving: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    def run_in_background(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` for the life of the service; it is cancelled at stop. If it fails, the
+        failure is logged and the service reports not ready (a dead loop must not go unseen)."""
+        task = asyncio.create_task(work, name=f"{self.name}-{name}")
+        task.add_done_callback(_log_failure)
+        self._background.append(task)
+        self.readiness.add(name, lambda: _alive(task))
 
     async def start(self) -> None:
         s = self.settings
@@ -115,14 +125,28 @@ class Service:
         await self.grpc_server.stop(grace=2)
         if self._watching is not None:
             self._watching.cancel()
-        for task in (self._serving, self._watching):
+        for work in self._background:
+            work.cancel()
+        for task in (*self._background, self._serving, self._watching):
             if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await task
         if self._owns_bus:
             await self.bus.stop()
         if self.database is not None:
             await self.database.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "background task failed", exc_info=task.exception(), extra={"task": task.get_name()}
+        )
+
+
+async def _alive(task: asyncio.Task[None]) -> None:
+    if task.done():
+        raise RuntimeError(f"background task {task.get_name()} stopped: {task.exception()!r}")
 
 
 async def wait_for_signal() -> None:

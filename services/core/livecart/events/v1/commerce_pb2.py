@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecart/events/v1/commerce.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\rCommerceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0eorder_reserved\x18\n \x01(\x0b\x32!.livecart.events.v1.OrderReservedH\x00\x42\x08\n\x06\x63hange\"\xc7\x01\n\rOrderReserved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecart/events/v1/commerce.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\rCommerceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0eorder_reserved\x18\n \x01(\x0b\x32!.livecart.events.v1.OrderReservedH\x00\x12\x39\n\rorder_expired\x18\x0b \x01(\x0b\x32 .livecart.events.v1.OrderExpiredH\x00\x42\x08\n\x06\x63hange\"\xc7\x01\n\rOrderReserved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cOrderExpired\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecart.events.v1.commerce
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMMERCEEVENT']._serialized_start=91
-  _globals['_COMMERCEEVENT']._serialized_end=263
-  _globals['_ORDERRESERVED']._serialized_start=266
-  _globals['_ORDERRESERVED']._serialized_end=465
+  _globals['_COMMERCEEVENT']._serialized_end=322
+  _globals['_ORDERRESERVED']._serialized_start=325
+  _globals['_ORDERRESERVED']._serialized_end=524
+  _globals['_ORDEREXPIRED']._serialized_start=526
+  _globals['_ORDEREXPIRED']._serialized_end=632
 # @@protoc_insertion_point(module_scope)

@@ -9,16 +9,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CommerceEvent(_message.Message):
-    __slots__ = ("event_id", "tenant_id", "occurred_at", "order_reserved")
+    __slots__ = ("event_id", "tenant_id", "occurred_at", "order_reserved", "order_expired")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     ORDER_RESERVED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     tenant_id: str
     occurred_at: _timestamp_pb2.Timestamp
     order_reserved: OrderReserved
-    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_reserved: _Optional[_Union[OrderReserved, _Mapping]] = ...) -> None: ...
+    order_expired: OrderExpired
+    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_reserved: _Optional[_Union[OrderReserved, _Mapping]] = ..., order_expired: _Optional[_Union[OrderExpired, _Mapping]] = ...) -> None: ...
 
 class OrderReserved(_message.Message):
     __slots__ = ("order_id", "user_id", "sku_id", "flash_sale_id", "quantity", "unit_price_minor", "currency", "expires_at")
@@ -39,3 +41,17 @@ class OrderReserved(_message.Message):
     currency: str
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., sku_id: _Optional[str] = ..., flash_sale_id: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class OrderExpired(_message.Message):
+    __slots__ = ("order_id", "user_id", "sku_id", "flash_sale_id", "quantity")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_ID_FIELD_NUMBER: _ClassVar[int]
+    FLASH_SALE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    user_id: str
+    sku_id: str
+    flash_sale_id: str
+    quantity: int
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., sku_id: _Optional[str] = ..., flash_sale_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,71 @@
+"""The outbox relay: publishes committed ``commerce.outbox`` rows to the bus, in id order.
+
+An event is written in the same transaction as the change it describes, so no committed change
+goes unpublished. The relay marks rows published only after the bus acknowledged them; a crash in
+between publishes them again, so delivery is at least once and consumers drop duplicates by the
+``event-id`` header (the CommerceEvent's ``event_id``). One relay works at a time across all
+commerce processes (a transaction-scoped advisory lock), which keeps the order of ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from livecart_core.bus import EventBus
+
+log = logging.getLogger("livecart.commerce.outbox")
+LOCK = "commerce.outbox"
+
+
+class OutboxRelay:
+    def __init__(
+        self, pool: asyncpg.Pool, bus: EventBus, *, batch: int = 500, idle_s: float = 0.05
+    ) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.batch = batch
+        self.idle_s = idle_s
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unpublished rows; returns how many (0 when idle or not leader)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("select pg_try_advisory_xact_lock(hashtext($1))", LOCK):
+                return 0
+            rows = await conn.fetch(
+                "select id, event_id, topic, key, payload from outbox"
+                " where published_at is null order by id limit $1",
+                self.batch,
+            )
+            if not rows:
+                return 0
+            await asyncio.gather(
+                *(
+                    self.bus.publish(
+                        row["topic"],
+                        row["key"],
+                        bytes(row["payload"]),
+                        headers=[("event-id", str(row["event_id"]).encode())],
+                    )
+                    for row in rows
+                )
+            )
+            await conn.execute(
+                "update outbox set published_at = now() where id = any($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+            return len(rows)
+
+    async def run(self) -> None:
+        """Relay forever; a failed round (bus or database down) is retried after a pause."""
+        while True:
+            try:
+                published = await self.relay_once()
+            except (OSError, asyncpg.PostgresError, RuntimeError, TimeoutError) as exc:
+                log.warning("outbox relay round failed; retrying", extra={"why": repr(exc)})
+                await asyncio.sleep(1)
+                continue
+            if published == 0:
+                await asyncio.sleep(self.idle_s)
