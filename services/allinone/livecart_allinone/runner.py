@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import time
 
 from livecart_allinone.settings import DevSettings
@@ -14,6 +15,7 @@ from livecart_assistant.app import SERVICE as ASSISTANT
 from livecart_chat.app import SERVICE as CHAT
 from livecart_commerce.app import SERVICE as COMMERCE
 from livecart_control.app import SERVICE as CONTROL
+from livecart_core.auth import TokenAuthority
 from livecart_core.bus import MemoryBus
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.service import Service, wait_for_signal
@@ -22,6 +24,7 @@ from livecart_ingest.app import SERVICE as INGEST
 from livecart_relay.app import SERVICE as RELAY
 from livecart_transcode.app import SERVICE as TRANSCODE
 
+DEV_SCOPES = ["commerce:admin", "commerce:buy"]
 SERVICES = [CONTROL, INGEST, RELAY, TRANSCODE, CHAT, COMMERCE, ASSISTANT, ANALYTICS]
 log = logging.getLogger("livecart.dev")
 
@@ -34,6 +37,8 @@ async def run(dev: DevSettings) -> None:
         postgres = EmbeddedPostgres(dev.dir.resolve() / "postgres", port=dev.postgres_port)
         await asyncio.to_thread(postgres.start)
         database_url = postgres.url
+    # One signing secret for every service; a fresh one per run unless you set it.
+    auth_secret = os.environ.get("LIVECART_AUTH_SECRET") or secrets.token_hex(32)
     bus = MemoryBus()
     await bus.start()
     services: list[Service] = []
@@ -49,6 +54,7 @@ async def run(dev: DevSettings) -> None:
                 http_port=dev.http_port_base + index,
                 grpc_port=dev.grpc_port_base + index,
                 database_pool_size=3,
+                auth_secret=auth_secret,
             )
             service = Service(definition, settings, bus=bus)
             services.append(service)
@@ -57,7 +63,11 @@ async def run(dev: DevSettings) -> None:
             while failures := await service.readiness.check():
                 log.info("waiting for %s: %s", service.name, failures)
                 await asyncio.sleep(0.1)
+        token = TokenAuthority(auth_secret).issue(
+            "dev", "dev-merchant", DEV_SCOPES, ttl_s=7 * 24 * 3600
+        )
         print(banner(services, database_url, time.perf_counter() - started), flush=True)
+        print(f"  dev token (tenant 'dev', every scope): Authorization: Bearer {token}", flush=True)
         await wait_for_signal()
     finally:
         for service in reversed(services):

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from livecart_commerce.api import routes
 from livecart_commerce.expiry import ExpirySweeper
+from livecart_commerce.flash_sale import FlashSaleEngine
 from livecart_commerce.outbox import OutboxRelay
 from livecart_commerce.settings import CommerceSettings
 from livecart_core.service import Service, ServiceDefinition
 
 
 async def setup(service: Service) -> None:
-    """Background work every commerce process runs: the outbox relay and the expiry sweep."""
+    """The REST API, and the background work every commerce process runs: the outbox relay
+    and the expiry sweep."""
     assert service.database is not None
     settings = service.settings
     assert isinstance(settings, CommerceSettings)
     pool = service.database.pool
     relay = OutboxRelay(pool, service.bus, idle_s=settings.outbox_idle_s)
     sweeper = ExpirySweeper(pool, interval_s=settings.expiry_interval_s)
+    engine = FlashSaleEngine(pool, payment_timeout_s=settings.payment_timeout_s)
+    service.http_app.include_router(routes(pool, engine, service.tokens))
     service.run_in_background("outbox-relay", relay.run())
     service.run_in_background("expiry-sweep", sweeper.run())
 
@@ -25,5 +30,6 @@ SERVICE = ServiceDefinition(
     package="livecart_commerce",
     settings=CommerceSettings,
     uses_database=True,
+    uses_auth=True,
     setup=setup,
 )

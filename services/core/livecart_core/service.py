@@ -19,6 +19,7 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
+from livecart_core.auth import TokenAuthority
 from livecart_core.bus import EventBus, create_bus
 from livecart_core.db import Database
 from livecart_core.errors import ConfigError, StartupError
@@ -40,6 +41,7 @@ class ServiceDefinition:
     package: str
     settings: type[ServiceSettings]
     uses_database: bool = False
+    uses_auth: bool = False
     setup: Callable[[Service], Awaitable[None]] | None = None
 
     @property
@@ -67,11 +69,19 @@ class Service:
         self.bus = bus or create_bus(settings)
         self._owns_bus = bus is None
         self.database: Database | None = None
+        self._tokens: TokenAuthority | None = None
         self.http: HttpServer | None = None
         self.grpc_port = 0
         self._serving: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def tokens(self) -> TokenAuthority:
+        """Verifies callers' tokens (services with ``uses_auth``)."""
+        if self._tokens is None:
+            raise RuntimeError(f"{self.name} does not use auth")
+        return self._tokens
 
     def run_in_background(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` for the life of the service; it is cancelled at stop. If it fails, the
@@ -86,6 +96,10 @@ class Service:
         setup_tracing(f"livecart-{self.name}", s.otlp_endpoint)
         if self.definition.uses_database and not s.database_url:
             raise ConfigError(f"LIVECART_DATABASE_URL is required by the {self.name} service")
+        if self.definition.uses_auth:
+            if s.auth_secret is None:
+                raise ConfigError(f"LIVECART_AUTH_SECRET is required by the {self.name} service")
+            self._tokens = TokenAuthority(s.auth_secret.get_secret_value())
         if self._owns_bus:
             await self.bus.start()
         self.readiness.add("bus", self.bus.check)

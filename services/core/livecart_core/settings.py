@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from livecart_core.errors import ConfigError
@@ -41,8 +41,17 @@ class ServiceSettings(BaseSettings):
     database_connect_timeout_s: float = Field(default=5.0, gt=0)
     migrate_on_start: bool = False
 
+    auth_secret: SecretStr | None = None
+
     otlp_endpoint: str | None = None
     readiness_interval_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (e.g. `openssl rand -hex 32`)")
+        return value
 
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -57,5 +66,6 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
             env = f"LIVECART_{field.upper()}"
-            problems.append(f"{env}={err.get('input')!r}: {err['msg']}")
+            shown = "***" if "secret" in field else repr(err.get("input"))
+            problems.append(f"{env}={shown}: {err['msg']}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from None

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+TEST_AUTH_SECRET = "livecart-tests-signing-secret-0123456789abcdef"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The SDK provider every service installs at start-up, so in-process tests see real spans.
     setup_tracing("livecart-tests", None)
@@ -86,6 +89,7 @@ class ServiceProcess:
             "LIVECART_GRPC_PORT": str(self.grpc_port),
             "LIVECART_LOG_FORMAT": "text",
             "LIVECART_READINESS_INTERVAL_S": "0.2",
+            "LIVECART_AUTH_SECRET": TEST_AUTH_SECRET,
             **env,
         }
         self.args = args

@@ -1,0 +1,121 @@
+"""Commerce REST API (``/v1``): catalog, flash sales and reservations, orders."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header
+from pydantic import BaseModel, Field
+
+from livecart_commerce import catalog
+from livecart_commerce.errors import IdempotencyKeyReused, LimitExceeded, SaleNotActive, SoldOut
+from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
+from livecart_core.auth import Principal, TokenAuthority, require
+from livecart_core.errors import NotFound
+
+ADMIN = "commerce:admin"
+BUY = "commerce:buy"
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        description="the same key with the same body returns the same result",
+    ),
+]
+
+_REFUSALS = {
+    Outcome.SOLD_OUT: SoldOut("sold out"),
+    Outcome.LIMIT_EXCEEDED: LimitExceeded("over this sale's per-user limit"),
+    Outcome.NOT_ACTIVE: SaleNotActive("the sale has not started or has ended"),
+    Outcome.KEY_REUSED: IdempotencyKeyReused(
+        "this Idempotency-Key was already used with a different request"
+    ),
+}
+
+
+class ReservationIn(BaseModel):
+    quantity: int = Field(default=1, gt=0, le=100)
+
+
+class Order(BaseModel):
+    id: uuid.UUID
+    state: str
+    sku_id: uuid.UUID
+    flash_sale_id: uuid.UUID | None
+    quantity: int
+    unit_price_minor: int
+    currency: str
+    expires_at: datetime
+
+
+def routes(pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["commerce"])
+    # Plain defaults, not local Annotated aliases: with postponed annotations FastAPI resolves
+    # names from module globals only.
+    admin = Depends(require(tokens, ADMIN))
+    buyer = Depends(require(tokens, BUY))
+
+    @router.post("/products", status_code=201, summary="Create a product with its SKUs")
+    async def create_product(body: catalog.ProductIn, caller: Principal = admin) -> catalog.Product:
+        return await catalog.create_product(pool, caller.tenant_id, body)
+
+    @router.get("/products/{product_id}", summary="A product and its SKUs")
+    async def get_product(product_id: uuid.UUID, caller: Principal = buyer) -> catalog.Product:
+        return await catalog.get_product(pool, caller.tenant_id, product_id)
+
+    @router.post("/flash-sales", status_code=201, summary="Put SKU stock on a flash sale")
+    async def create_flash_sale(
+        body: catalog.FlashSaleIn, caller: Principal = admin
+    ) -> catalog.FlashSale:
+        return await catalog.create_flash_sale(pool, caller.tenant_id, body)
+
+    @router.get("/flash-sales/{sale_id}", summary="A flash sale and the units left")
+    async def get_flash_sale(sale_id: uuid.UUID, caller: Principal = buyer) -> catalog.FlashSale:
+        return await catalog.get_flash_sale(pool, caller.tenant_id, sale_id)
+
+    @router.post(
+        "/flash-sales/{sale_id}/reservations",
+        status_code=201,
+        summary="Reserve units of a flash sale; the order then waits for payment",
+        responses={
+            404: {"description": "no such sale for this tenant"},
+            409: {"description": "sold_out, limit_exceeded or sale_not_active"},
+            422: {"description": "invalid body, or idempotency_key_reused"},
+        },
+    )
+    async def reserve(
+        sale_id: uuid.UUID, body: ReservationIn, key: IdempotencyKey, caller: Principal = buyer
+    ) -> Order:
+        result = await engine.reserve(
+            ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
+        )
+        if result.outcome is Outcome.NOT_FOUND:
+            raise NotFound(f"flash sale {sale_id} not found")
+        if result.outcome is not Outcome.RESERVED:
+            raise _REFUSALS[result.outcome]
+        assert result.order_id is not None
+        return await get_order(result.order_id, caller)
+
+    @router.get("/orders/{order_id}", summary="One of the caller's orders")
+    async def get_order(order_id: uuid.UUID, caller: Principal = buyer) -> Order:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "select id, state, sku_id, flash_sale_id, quantity, unit_price_minor, currency,"
+                " expires_at from orders where id = $1 and tenant_id = $2"
+                " and (user_id = $3 or $4)",
+                order_id,
+                caller.tenant_id,
+                caller.subject,
+                ADMIN in caller.scopes,
+            )
+        if row is None:
+            raise NotFound(f"order {order_id} not found")
+        return Order(**dict(row))
+
+    return router

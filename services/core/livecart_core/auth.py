@@ -1,0 +1,107 @@
+"""Access tokens: signed JWTs naming a tenant, a subject and the scopes they grant.
+
+Control issues them (tenants trade API keys for tokens); every service verifies them with the
+shared ``LIVECART_AUTH_SECRET``. HTTP routes declare what they need with :func:`require`,
+which answers 401 for a missing or bad token and 403 for a missing scope.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import jwt
+from fastapi import Request
+
+from livecart_core.errors import PermissionDenied, Unauthenticated
+
+ISSUER = "livecart"
+ALGORITHM = "HS256"
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant they act in, their id, and what they may do."""
+
+    tenant_id: str
+    subject: str
+    scopes: frozenset[str]
+    room: str | None = None
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise PermissionDenied(f"this token does not grant {scope!r}")
+
+
+class TokenAuthority:
+    """Issues and verifies tokens with one shared secret."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"the signing secret must be at least {MIN_SECRET_BYTES} bytes")
+        self._secret = secret
+
+    def issue(
+        self,
+        tenant_id: str,
+        subject: str,
+        scopes: Iterable[str],
+        *,
+        room: str | None = None,
+        ttl_s: float = 3600.0,
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, object] = {
+            "iss": ISSUER,
+            "tenant": tenant_id,
+            "sub": subject,
+            "scope": " ".join(sorted(set(scopes))),
+            "iat": now,
+            "exp": now + int(ttl_s),
+        }
+        if room is not None:
+            claims["room"] = room
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        """The token's principal; Unauthenticated (with the reason) when it is not valid."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "iss", "sub", "tenant"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from None
+        return Principal(
+            tenant_id=str(claims["tenant"]),
+            subject=str(claims["sub"]),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            room=str(claims["room"]) if "room" in claims else None,
+        )
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing Authorization: Bearer <token>")
+    kind, _, token = authorization.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def require(authority: TokenAuthority, scope: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's principal, holding ``scope``."""
+
+    async def principal(request: Request) -> Principal:
+        caller = authority.verify(bearer_token(request.headers.get("authorization")))
+        caller.require(scope)
+        return caller
+
+    return principal
