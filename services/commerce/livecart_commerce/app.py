@@ -19,7 +19,11 @@ async def setup(service: Service) -> None:
     pool = service.database.pool
     relay = OutboxRelay(pool, service.bus, idle_s=settings.outbox_idle_s)
     sweeper = ExpirySweeper(pool, interval_s=settings.expiry_interval_s)
-    engine = FlashSaleEngine(pool, payment_timeout_s=settings.payment_timeout_s)
+    engine = FlashSaleEngine(
+        pool,
+        coalesce=settings.flash_sale_coalesce,
+        payment_timeout_s=settings.payment_timeout_s,
+    )
     service.http_app.include_router(routes(pool, engine, service.tokens))
     service.run_in_background("outbox-relay", relay.run())
     service.run_in_background("expiry-sweep", sweeper.run())

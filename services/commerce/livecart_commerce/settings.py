@@ -13,4 +13,8 @@ class CommerceSettings(ServiceSettings):
     grpc_port: int = 50056
     payment_timeout_s: float = Field(default=600.0, gt=0, description="unpaid orders expire after")
     expiry_interval_s: float = Field(default=1.0, gt=0, description="how often due orders expire")
+    flash_sale_coalesce: bool = Field(
+        default=True,
+        description="group-commit reservations; false is the naive row lock per order (bench)",
+    )
     outbox_idle_s: float = Field(default=0.05, gt=0, description="relay pause when nothing is new")
