@@ -1,4 +1,4 @@
-"""Commerce REST API (``/v1``): catalog, flash sales and reservations, orders."""
+"""Commerce REST API (``/v1``): catalog, flash sales and reservations, orders, payments."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
 from livecart_commerce import catalog
 from livecart_commerce.errors import IdempotencyKeyReused, LimitExceeded, SaleNotActive, SoldOut
 from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
+from livecart_commerce.payments import SIGNATURE_HEADER, Payments, SimulatedProvider
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.errors import NotFound
 
@@ -54,7 +55,9 @@ class Order(BaseModel):
     expires_at: datetime
 
 
-def routes(pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority) -> APIRouter:
+def routes(
+    pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority, payments: Payments
+) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["commerce"])
     # Plain defaults, not local Annotated aliases: with postponed annotations FastAPI resolves
     # names from module globals only.
@@ -117,5 +120,29 @@ def routes(pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority) 
         if row is None:
             raise NotFound(f"order {order_id} not found")
         return Order(**dict(row))
+
+    @router.post("/orders/{order_id}/payments", status_code=201, summary="Pay for an order")
+    async def pay(order_id: uuid.UUID, caller: Principal = buyer) -> dict[str, object]:
+        return await payments.start(caller.tenant_id, caller.subject, order_id)
+
+    @router.post(
+        "/payments/webhook",
+        summary="The payment provider's webhook (signed with Livecart-Signature, no bearer token)",
+    )
+    async def webhook(request: Request) -> dict[str, str]:
+        return await payments.settle(await request.body(), request.headers.get(SIGNATURE_HEADER))
+
+    provider = payments.provider
+    if isinstance(provider, SimulatedProvider):
+
+        @router.post(
+            "/simulated-provider/payments/{reference}/complete",
+            summary="SIMULATED PROVIDER ONLY: the buyer pays; the provider calls the webhook",
+        )
+        async def simulate(
+            reference: str, status: str = "succeeded", caller: Principal = buyer
+        ) -> dict[str, object]:
+            answer = await provider.complete(reference, status)
+            return {"webhook_status": answer.status_code, "webhook": answer.json()}
 
     return router

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
+from pydantic import SecretStr
+
 from livecart_commerce.api import routes
 from livecart_commerce.expiry import ExpirySweeper
 from livecart_commerce.flash_sale import FlashSaleEngine
 from livecart_commerce.outbox import OutboxRelay
+from livecart_commerce.payments import Payments, SimulatedProvider
 from livecart_commerce.settings import CommerceSettings
 from livecart_core.service import Service, ServiceDefinition
 
@@ -24,9 +30,23 @@ async def setup(service: Service) -> None:
         coalesce=settings.flash_sale_coalesce,
         payment_timeout_s=settings.payment_timeout_s,
     )
-    service.http_app.include_router(routes(pool, engine, service.tokens))
+    webhook_key = (
+        settings.payment_webhook_secret or settings.auth_secret or SecretStr("")
+    ).get_secret_value()
+    key = hmac.new(webhook_key.encode(), b"livecart-payment-webhook", hashlib.sha256).digest()
+    provider = SimulatedProvider(lambda: _own_webhook_url(service), key)
+    payments = Payments(pool, provider, key)
+    service.http_app.include_router(routes(pool, engine, service.tokens, payments))
     service.run_in_background("outbox-relay", relay.run())
     service.run_in_background("expiry-sweep", sweeper.run())
+
+
+def _own_webhook_url(service: Service) -> str:
+    """This process's webhook URL (its port is known only once it listens)."""
+    assert service.http is not None
+    host = service.settings.http_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{host}:{service.http.port}/v1/payments/webhook"
 
 
 SERVICE = ServiceDefinition(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from livecart_core.settings import ServiceSettings
 
@@ -16,5 +16,8 @@ class CommerceSettings(ServiceSettings):
     flash_sale_coalesce: bool = Field(
         default=True,
         description="group-commit reservations; false is the naive row lock per order (bench)",
+    )
+    payment_webhook_secret: SecretStr | None = Field(
+        default=None, description="signs provider webhooks; derived from the auth secret if unset"
     )
     outbox_idle_s: float = Field(default=0.05, gt=0, description="relay pause when nothing is new")

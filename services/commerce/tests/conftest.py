@@ -3,15 +3,66 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
 
 from livecart_commerce.app import SERVICE
+from livecart_core.auth import TokenAuthority
 from livecart_core.db import Database
+from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
+from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess
+
+TOKENS = TokenAuthority(TEST_AUTH_SECRET)
+
+
+def auth(tenant: str, user: str, *scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS.issue(tenant, user, scopes)}"}
+
+
+MERCHANT = auth("shop-a", "merchant", "commerce:admin", "commerce:buy")
+
+
+@pytest.fixture(scope="module")
+def commerce(
+    kafka_broker: KafkaBroker, postgres: EmbeddedPostgres, commerce_db: Database
+) -> Iterator[httpx.Client]:
+    """The commerce service as its own process, and an HTTP client to it."""
+    env = {
+        "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "LIVECART_DATABASE_URL": postgres.url,
+    }
+    with (
+        ServiceProcess("livecart_commerce", env) as process,
+        httpx.Client(base_url=process.url, timeout=10) as client,
+    ):
+        yield client
+
+
+def new_sale(client: httpx.Client, *, quantity: int = 3, limit: int = 1) -> tuple[str, str]:
+    """Over HTTP: a product with one SKU of 10 units, and a live flash sale on ``quantity``."""
+    product = client.post(
+        "/v1/products",
+        headers=MERCHANT,
+        json={"title": "Jade bracelet", "skus": [{"price_minor": 25900, "currency": "USD",
+              "stock": 10, "attributes": {"colour": "green"}}]},
+    )  # fmt: skip
+    assert product.status_code == 201, product.text
+    sku = product.json()["skus"][0]["id"]
+    now = datetime.now(UTC)
+    sale = client.post(
+        "/v1/flash-sales",
+        headers=MERCHANT,
+        json={"sku_id": sku, "sale_price_minor": 9900, "quantity": quantity,
+              "per_user_limit": limit, "starts_at": (now - timedelta(seconds=5)).isoformat(),
+              "ends_at": (now + timedelta(hours=1)).isoformat()},
+    )  # fmt: skip
+    assert sale.status_code == 201, sale.text
+    return product.json()["id"], sale.json()["id"]
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,57 +11,10 @@ import pytest
 
 from livecart.events.v1.commerce_pb2 import CommerceEvent
 from livecart_commerce.flash_sale import TOPIC
-from livecart_core.auth import TokenAuthority
 from livecart_core.bus import Event, KafkaBus
-from livecart_core.db import Database
 from livecart_core.localinfra.kafka import KafkaBroker
-from livecart_core.localinfra.postgres import EmbeddedPostgres
-from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess
 
-TOKENS = TokenAuthority(TEST_AUTH_SECRET)
-
-
-def auth(tenant: str, user: str, *scopes: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS.issue(tenant, user, scopes)}"}
-
-
-MERCHANT = auth("shop-a", "merchant", "commerce:admin", "commerce:buy")
-
-
-@pytest.fixture(scope="module")
-def commerce(
-    kafka_broker: KafkaBroker, postgres: EmbeddedPostgres, commerce_db: Database
-) -> Iterator[httpx.Client]:
-    env = {
-        "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
-        "LIVECART_DATABASE_URL": postgres.url,
-    }
-    with (
-        ServiceProcess("livecart_commerce", env) as process,
-        httpx.Client(base_url=process.url, timeout=10) as client,
-    ):
-        yield client
-
-
-def new_sale(client: httpx.Client, *, quantity: int = 3, limit: int = 1) -> tuple[str, str]:
-    product = client.post(
-        "/v1/products",
-        headers=MERCHANT,
-        json={"title": "Jade bracelet", "skus": [{"price_minor": 25900, "currency": "USD",
-              "stock": 10, "attributes": {"colour": "green"}}]},
-    )  # fmt: skip
-    assert product.status_code == 201, product.text
-    sku = product.json()["skus"][0]["id"]
-    now = datetime.now(UTC)
-    sale = client.post(
-        "/v1/flash-sales",
-        headers=MERCHANT,
-        json={"sku_id": sku, "sale_price_minor": 9900, "quantity": quantity,
-              "per_user_limit": limit, "starts_at": (now - timedelta(seconds=5)).isoformat(),
-              "ends_at": (now + timedelta(hours=1)).isoformat()},
-    )  # fmt: skip
-    assert sale.status_code == 201, sale.text
-    return product.json()["id"], sale.json()["id"]
+from .conftest import MERCHANT, auth, new_sale
 
 
 def test_catalog_is_per_tenant(commerce: httpx.Client) -> None:

@@ -1,0 +1,182 @@
+"""Paying for orders through a provider, settled by the provider's signed webhook.
+
+``PaymentProvider`` is what a real PSP adapter implements. ``SimulatedProvider`` is the one
+Livecart ships: it is named as such, takes no money, and completes a payment when asked by
+POSTing a signed webhook to the commerce service exactly as a PSP would, so the whole flow
+(reserve → pay → paid, or → expired → refunded) runs end to end without a real provider.
+
+The webhook is the only thing that marks an order paid. Its update is conditional on the order
+still being reserved, so a payment racing the expiry sweep settles one way: paid, or expired
+with the payment refunded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+import asyncpg
+import httpx
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from livecart.events.v1.commerce_pb2 import CommerceEvent, OrderPaid
+from livecart_commerce.flash_sale import TOPIC
+from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+
+SIGNATURE_HEADER = "Livecart-Signature"
+
+
+class OrderNotPayable(FailedPrecondition):
+    code = "order_not_payable"
+
+
+class PaymentProvider(Protocol):
+    """A payment service provider adapter."""
+
+    name: str
+
+    async def create_payment(self, order_id: uuid.UUID, amount_minor: int, currency: str) -> str:
+        """Register a payment with the provider; returns the provider's reference."""
+        ...
+
+
+def sign(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class SimulatedProvider:
+    """A stand-in PSP for development and tests: no money moves."""
+
+    name = "simulated"
+
+    def __init__(self, webhook_url: Callable[[], str], webhook_key: bytes) -> None:
+        self.webhook_url = webhook_url
+        self.webhook_key = webhook_key
+
+    async def create_payment(self, order_id: uuid.UUID, amount_minor: int, currency: str) -> str:
+        return f"sim_{uuid.uuid4().hex}"
+
+    async def complete(self, reference: str, status: str = "succeeded") -> httpx.Response:
+        """What the PSP does when the buyer pays: POST the signed webhook."""
+        body = json.dumps({"reference": reference, "status": status}).encode()
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.post(
+                self.webhook_url(),
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: sign(self.webhook_key, body),
+                },
+            )
+
+
+class Payments:
+    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider, webhook_key: bytes) -> None:
+        self.pool = pool
+        self.provider = provider
+        self.webhook_key = webhook_key
+
+    async def start(self, tenant: str, user: str, order_id: uuid.UUID) -> dict[str, object]:
+        """Open a payment for the caller's reserved order (again: the same pending payment)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            order = await conn.fetchrow(
+                "select quantity * unit_price_minor as amount, currency, state from orders"
+                " where id = $1 and tenant_id = $2 and user_id = $3 for update",
+                order_id,
+                tenant,
+                user,
+            )
+            if order is None:
+                raise NotFound(f"order {order_id} not found")
+            if order["state"] != "reserved":
+                raise OrderNotPayable(f"order {order_id} is {order['state']}")
+            pending = await conn.fetchrow(
+                "select provider, reference from payments"
+                " where order_id = $1 and state = 'pending'",
+                order_id,
+            )
+            if pending is None:
+                reference = await self.provider.create_payment(
+                    order_id, order["amount"], order["currency"]
+                )
+                await conn.execute(
+                    "insert into payments (tenant_id, order_id, provider, reference, amount_minor,"
+                    " currency, state) values ($1, $2, $3, $4, $5, $6, 'pending')",
+                    tenant, order_id, self.provider.name, reference, order["amount"],
+                    order["currency"],
+                )  # fmt: skip
+                pending = {"provider": self.provider.name, "reference": reference}
+        return {
+            "order_id": str(order_id),
+            "provider": pending["provider"],
+            "reference": pending["reference"],
+            "amount_minor": order["amount"],
+            "currency": order["currency"],
+        }
+
+    async def settle(self, body: bytes, signature: str | None) -> dict[str, str]:
+        """Handle the provider's webhook: verify it, then mark the order paid or refund."""
+        if signature is None or not hmac.compare_digest(sign(self.webhook_key, body), signature):
+            raise Unauthenticated(f"missing or wrong {SIGNATURE_HEADER}")
+        try:
+            message = json.loads(body)
+            reference, status = str(message["reference"]), str(message["status"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidArgument("webhook body must be JSON with reference and status") from None
+        async with self.pool.acquire() as conn, conn.transaction():
+            payment = await conn.fetchrow(
+                "select tenant_id, order_id, amount_minor, currency, state from payments"
+                " where reference = $1 for update",
+                reference,
+            )
+            if payment is None:
+                raise NotFound(f"payment {reference} not found")
+            if payment["state"] != "pending":
+                return {"reference": reference, "state": payment["state"]}  # a repeated webhook
+            if status != "succeeded":
+                await self._set(conn, reference, "failed")
+                return {"reference": reference, "state": "failed"}
+            paid = await conn.fetchrow(
+                "update orders set state = 'paid' where id = $1 and state = 'reserved'"
+                " returning user_id, now() as now",
+                payment["order_id"],
+            )
+            if paid is None:
+                # The order expired (its stock went back on sale) before the money came in.
+                await self._set(conn, reference, "refunded")
+                return {"reference": reference, "state": "refunded"}
+            await self._set(conn, reference, "succeeded")
+            occurred = Timestamp()
+            occurred.FromDatetime(paid["now"])
+            event = CommerceEvent(
+                event_id=str(uuid.uuid4()),
+                tenant_id=payment["tenant_id"],
+                occurred_at=occurred,
+                order_paid=OrderPaid(
+                    order_id=str(payment["order_id"]),
+                    user_id=paid["user_id"],
+                    amount_minor=payment["amount_minor"],
+                    currency=payment["currency"],
+                    provider_reference=reference,
+                ),
+            )
+            await conn.execute(
+                "insert into outbox (event_id, topic, key, payload) values ($1, $2, $3, $4)",
+                uuid.UUID(event.event_id),
+                TOPIC,
+                payment["tenant_id"],
+                event.SerializeToString(),
+            )
+            return {"reference": reference, "state": "succeeded"}
+
+    @staticmethod
+    async def _set(conn: asyncpg.Connection, reference: str, state: str) -> None:
+        await conn.execute(
+            "update payments set state = $2, updated_at = now() where reference = $1",
+            reference,
+            state,
+        )
