@@ -29,8 +29,9 @@ bench: sync kafka
 	$(UV) run --frozen python bench/bus.py
 	$(UV) run --frozen python bench/startup.py
 
-## lint: ruff (style), mypy --strict (types), buf (protobuf)
+## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
+	$(UV) lock --check
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy $(MYPY_PACKAGES)
