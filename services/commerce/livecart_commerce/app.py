@@ -12,6 +12,7 @@ from livecart_commerce.expiry import ExpirySweeper
 from livecart_commerce.flash_sale import FlashSaleEngine
 from livecart_commerce.outbox import OutboxRelay
 from livecart_commerce.payments import Payments, SimulatedProvider
+from livecart_commerce.red_packets import red_packet_routes
 from livecart_commerce.settings import CommerceSettings
 from livecart_core.service import Service, ServiceDefinition
 
@@ -37,6 +38,7 @@ async def setup(service: Service) -> None:
     provider = SimulatedProvider(lambda: _own_webhook_url(service), key)
     payments = Payments(pool, provider, key)
     service.http_app.include_router(routes(pool, engine, service.tokens, payments))
+    service.http_app.include_router(red_packet_routes(pool, service.tokens))
     service.run_in_background("outbox-relay", relay.run())
     service.run_in_background("expiry-sweep", sweeper.run())
 
