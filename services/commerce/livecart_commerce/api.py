@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
-from livecart_commerce import catalog
+from livecart_commerce import catalog, orders
 from livecart_commerce.errors import IdempotencyKeyReused, LimitExceeded, SaleNotActive, SoldOut
-from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
+from livecart_commerce.flash_sale import (
+    FlashSaleEngine,
+    Outcome,
+    ReserveRequest,
+    ReserveResult,
+)
+from livecart_commerce.orders import Order
 from livecart_commerce.payments import SIGNATURE_HEADER, Payments, SimulatedProvider
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.errors import NotFound
@@ -40,19 +45,18 @@ _REFUSALS = {
 }
 
 
+def reserved_or_refused(result: ReserveResult, sale_id: uuid.UUID) -> uuid.UUID:
+    """The order id of a reservation, or the typed refusal (HTTP status, gRPC code) raised."""
+    if result.outcome is Outcome.NOT_FOUND:
+        raise NotFound(f"flash sale {sale_id} not found")
+    if result.outcome is not Outcome.RESERVED:
+        raise _REFUSALS[result.outcome]
+    assert result.order_id is not None
+    return result.order_id
+
+
 class ReservationIn(BaseModel):
     quantity: int = Field(default=1, gt=0, le=100)
-
-
-class Order(BaseModel):
-    id: uuid.UUID
-    state: str
-    sku_id: uuid.UUID
-    flash_sale_id: uuid.UUID | None
-    quantity: int
-    unit_price_minor: int
-    currency: str
-    expires_at: datetime
 
 
 def routes(
@@ -95,31 +99,19 @@ def routes(
     async def reserve(
         sale_id: uuid.UUID, body: ReservationIn, key: IdempotencyKey, caller: Principal = buyer
     ) -> Order:
-        result = await engine.reserve(
-            ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
+        order_id = reserved_or_refused(
+            await engine.reserve(
+                ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
+            ),
+            sale_id,
         )
-        if result.outcome is Outcome.NOT_FOUND:
-            raise NotFound(f"flash sale {sale_id} not found")
-        if result.outcome is not Outcome.RESERVED:
-            raise _REFUSALS[result.outcome]
-        assert result.order_id is not None
-        return await get_order(result.order_id, caller)
+        return await get_order(order_id, caller)
 
     @router.get("/orders/{order_id}", summary="One of the caller's orders")
     async def get_order(order_id: uuid.UUID, caller: Principal = buyer) -> Order:
-        async with pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "select id, state, sku_id, flash_sale_id, quantity, unit_price_minor, currency,"
-                " expires_at from orders where id = $1 and tenant_id = $2"
-                " and (user_id = $3 or $4)",
-                order_id,
-                caller.tenant_id,
-                caller.subject,
-                ADMIN in caller.scopes,
-            )
-        if row is None:
-            raise NotFound(f"order {order_id} not found")
-        return Order(**dict(row))
+        return await orders.get_order(
+            pool, caller.tenant_id, order_id, caller.subject, any_user=ADMIN in caller.scopes
+        )
 
     @router.post("/orders/{order_id}/payments", status_code=201, summary="Pay for an order")
     async def pay(order_id: uuid.UUID, caller: Principal = buyer) -> dict[str, object]:

@@ -7,9 +7,11 @@ import hmac
 
 from pydantic import SecretStr
 
+from livecart.commerce.v1.commerce_service_pb2_grpc import add_CommerceServiceServicer_to_server
 from livecart_commerce.api import routes
 from livecart_commerce.expiry import ExpirySweeper
 from livecart_commerce.flash_sale import FlashSaleEngine
+from livecart_commerce.grpc_api import SERVICE_NAME, CommerceServicer
 from livecart_commerce.outbox import OutboxRelay
 from livecart_commerce.payments import Payments, SimulatedProvider
 from livecart_commerce.red_packets import red_packet_routes
@@ -38,6 +40,9 @@ async def setup(service: Service) -> None:
     provider = SimulatedProvider(lambda: _own_webhook_url(service), key)
     payments = Payments(pool, provider, key)
     service.http_app.include_router(routes(pool, engine, service.tokens, payments))
+    add_CommerceServiceServicer_to_server(
+        CommerceServicer(pool, engine, service.tokens), service.grpc_server
+    )
     service.http_app.include_router(red_packet_routes(pool, service.tokens))
     service.run_in_background("outbox-relay", relay.run())
     service.run_in_background("expiry-sweep", sweeper.run())
@@ -57,5 +62,6 @@ SERVICE = ServiceDefinition(
     settings=CommerceSettings,
     uses_database=True,
     uses_auth=True,
+    grpc_services=(SERVICE_NAME,),
     setup=setup,
 )

@@ -28,18 +28,22 @@ MERCHANT = auth("shop-a", "merchant", "commerce:admin", "commerce:buy")
 
 
 @pytest.fixture(scope="module")
-def commerce(
+def commerce_process(
     kafka_broker: KafkaBroker, postgres: EmbeddedPostgres, commerce_db: Database
-) -> Iterator[httpx.Client]:
-    """The commerce service as its own process, and an HTTP client to it."""
+) -> Iterator[ServiceProcess]:
+    """The commerce service as its own process (the schema is migrated by ``commerce_db``)."""
     env = {
         "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
         "LIVECART_DATABASE_URL": postgres.url,
     }
-    with (
-        ServiceProcess("livecart_commerce", env) as process,
-        httpx.Client(base_url=process.url, timeout=10) as client,
-    ):
+    with ServiceProcess("livecart_commerce", env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def commerce(commerce_process: ServiceProcess) -> Iterator[httpx.Client]:
+    """An HTTP client to the commerce process."""
+    with httpx.Client(base_url=commerce_process.url, timeout=10) as client:
         yield client
 
 

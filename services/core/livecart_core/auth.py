@@ -96,6 +96,21 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+def grpc_principal(
+    authority: TokenAuthority, metadata: Iterable[tuple[str, str | bytes]] | None, scope: str
+) -> Principal:
+    """The caller of a gRPC method, from its ``authorization`` metadata, holding ``scope``.
+
+    Raises Unauthenticated or PermissionDenied, which the server interceptor turns into
+    UNAUTHENTICATED and PERMISSION_DENIED.
+    """
+    header = next((v for k, v in (metadata or ()) if k == "authorization"), None)
+    token = header.decode() if isinstance(header, bytes) else header
+    caller = authority.verify(bearer_token(token))
+    caller.require(scope)
+    return caller
+
+
 def require(authority: TokenAuthority, scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: the caller's principal, holding ``scope``."""
 

@@ -42,6 +42,7 @@ class ServiceDefinition:
     settings: type[ServiceSettings]
     uses_database: bool = False
     uses_auth: bool = False
+    grpc_services: tuple[str, ...] = ()  # full names, listed by reflection
     setup: Callable[[Service], Awaitable[None]] | None = None
 
     @property
@@ -65,7 +66,9 @@ class Service:
         self.name = definition.name
         self.readiness = Readiness(self.name)
         self.http_app = create_http_app(self.name, self.readiness)
-        self.grpc_server = create_grpc_server(self.name, self.readiness)
+        self.grpc_server = create_grpc_server(
+            self.name, self.readiness, reflection_names=definition.grpc_services
+        )
         self.bus = bus or create_bus(settings)
         self._owns_bus = bus is None
         self.database: Database | None = None

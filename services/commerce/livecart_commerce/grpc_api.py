@@ -1,0 +1,87 @@
+"""Commerce over gRPC (``livecart.commerce.v1.CommerceService``), for services and apps.
+
+Same engine, same refusals as the REST API: typed errors raised here become status codes in
+the runtime's server interceptor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from livecart.commerce.v1 import commerce_service_pb2 as pb
+from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
+from livecart_commerce import catalog, orders
+from livecart_commerce.api import BUY, reserved_or_refused
+from livecart_commerce.flash_sale import FlashSaleEngine, ReserveRequest
+from livecart_core.auth import TokenAuthority, grpc_principal
+from livecart_core.errors import InvalidArgument
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CommerceService"].full_name
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} must be a UUID, got {value!r}") from None
+
+
+def _timestamp(value: Any) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+class CommerceServicer(pb_grpc.CommerceServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority):
+        self.pool = pool
+        self.engine = engine
+        self.tokens = tokens
+
+    async def ReserveFlashSale(
+        self, request: pb.ReserveFlashSaleRequest, context: Any
+    ) -> pb.ReserveFlashSaleResponse:
+        caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
+        sale_id = _uuid(request.flash_sale_id, "flash_sale_id")
+        if not 1 <= request.quantity <= 100:
+            raise InvalidArgument("quantity must be between 1 and 100")
+        if not 1 <= len(request.idempotency_key) <= 100:
+            raise InvalidArgument("idempotency_key must be 1 to 100 characters")
+        result = await self.engine.reserve(
+            ReserveRequest(
+                caller.tenant_id, sale_id, caller.subject, request.quantity, request.idempotency_key
+            )
+        )
+        order_id = reserved_or_refused(result, sale_id)
+        order = await orders.get_order(self.pool, caller.tenant_id, order_id, caller.subject)
+        return pb.ReserveFlashSaleResponse(
+            order_id=str(order.id),
+            unit_price_minor=order.unit_price_minor,
+            currency=order.currency,
+            expires_at=_timestamp(order.expires_at),
+        )
+
+    async def GetFlashSale(
+        self, request: pb.GetFlashSaleRequest, context: Any
+    ) -> pb.GetFlashSaleResponse:
+        caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
+        sale = await catalog.get_flash_sale(
+            self.pool, caller.tenant_id, _uuid(request.flash_sale_id, "flash_sale_id")
+        )
+        return pb.GetFlashSaleResponse(
+            flash_sale=pb.FlashSale(
+                id=str(sale.id),
+                sku_id=str(sale.sku_id),
+                sale_price_minor=sale.sale_price_minor,
+                currency=sale.currency,
+                quantity=sale.quantity,
+                remaining=sale.remaining,
+                per_user_limit=sale.per_user_limit,
+                starts_at=_timestamp(sale.starts_at),
+                ends_at=_timestamp(sale.ends_at),
+            )
+        )
