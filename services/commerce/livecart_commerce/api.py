@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
-from livecart_commerce import catalog, orders
+from livecart_commerce import catalog, lineup, orders
 from livecart_commerce.errors import IdempotencyKeyReused, LimitExceeded, SaleNotActive, SoldOut
 from livecart_commerce.flash_sale import (
     FlashSaleEngine,
@@ -53,6 +53,10 @@ def reserved_or_refused(result: ReserveResult, sale_id: uuid.UUID) -> uuid.UUID:
         raise _REFUSALS[result.outcome]
     assert result.order_id is not None
     return result.order_id
+
+
+class PinIn(BaseModel):
+    product_id: uuid.UUID
 
 
 class ReservationIn(BaseModel):
@@ -112,6 +116,20 @@ def routes(
         return await orders.get_order(
             pool, caller.tenant_id, order_id, caller.subject, any_user=ADMIN in caller.scopes
         )
+
+    @router.put("/rooms/{room_id}/lineup", summary="Set the products a live room will present")
+    async def set_lineup(
+        room_id: lineup.RoomId, body: lineup.LineupIn, caller: Principal = admin
+    ) -> lineup.Lineup:
+        return await lineup.set_lineup(pool, caller.tenant_id, room_id, body)
+
+    @router.get("/rooms/{room_id}/lineup", summary="A live room's lineup and pinned product")
+    async def get_lineup(room_id: lineup.RoomId, caller: Principal = buyer) -> lineup.Lineup:
+        return await lineup.get_lineup(pool, caller.tenant_id, room_id)
+
+    @router.put("/rooms/{room_id}/pin", summary="Put a lineup product on screen (announced)")
+    async def pin(room_id: lineup.RoomId, body: PinIn, caller: Principal = admin) -> lineup.Lineup:
+        return await lineup.pin(pool, caller.tenant_id, room_id, body.product_id)
 
     @router.post("/orders/{order_id}/payments", status_code=201, summary="Pay for an order")
     async def pay(order_id: uuid.UUID, caller: Principal = buyer) -> dict[str, object]:

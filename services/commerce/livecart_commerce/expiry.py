@@ -14,10 +14,9 @@ import uuid
 from collections import Counter
 
 import asyncpg
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from livecart.events.v1.commerce_pb2 import CommerceEvent, OrderExpired
-from livecart_commerce.flash_sale import TOPIC
+from livecart.events.v1.commerce_pb2 import OrderExpired
+from livecart_commerce.events import append, event
 
 log = logging.getLogger("livecart.commerce.expiry")
 
@@ -62,30 +61,21 @@ class ExpirySweeper:
             await conn.executemany(
                 "update skus set stock = stock + $2 where id = $1", sorted(to_skus.items())
             )
-            occurred = Timestamp()
-            occurred.FromDatetime(expired[0]["now"])
-            events = [
-                CommerceEvent(
-                    event_id=str(uuid.uuid4()),
-                    tenant_id=o["tenant_id"],
-                    occurred_at=occurred,
-                    order_expired=OrderExpired(
-                        order_id=str(o["id"]),
-                        user_id=o["user_id"],
-                        sku_id=str(o["sku_id"]),
-                        flash_sale_id=str(o["flash_sale_id"] or ""),
-                        quantity=o["quantity"],
-                    ),
-                )
-                for o in expired
-            ]
-            await conn.copy_records_to_table(
-                "outbox",
-                schema_name="commerce",
-                columns=("event_id", "topic", "key", "payload"),
-                records=[
-                    (uuid.UUID(e.event_id), TOPIC, e.tenant_id, e.SerializeToString())
-                    for e in events
+            await append(
+                conn,
+                [
+                    event(
+                        o["tenant_id"],
+                        o["now"],
+                        order_expired=OrderExpired(
+                            order_id=str(o["id"]),
+                            user_id=o["user_id"],
+                            sku_id=str(o["sku_id"]),
+                            flash_sale_id=str(o["flash_sale_id"] or ""),
+                            quantity=o["quantity"],
+                        ),
+                    )
+                    for o in expired
                 ],
             )
             log.info("orders expired", extra={"count": len(expired)})

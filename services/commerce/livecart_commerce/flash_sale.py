@@ -25,9 +25,9 @@ from enum import StrEnum
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from livecart.events.v1.commerce_pb2 import CommerceEvent, OrderReserved
+from livecart.events.v1.commerce_pb2 import OrderReserved
+from livecart_commerce.events import append, event
 
-TOPIC = "commerce.events"
 _ORDER_COLUMNS = (
     "tenant_id", "id", "user_id", "sku_id", "flash_sale_id", "quantity", "unit_price_minor",
     "currency", "state", "idempotency_key", "request_hash", "expires_at",
@@ -267,31 +267,25 @@ class FlashSaleEngine:
                 for order_id, r in orders
             ],
         )  # fmt: skip
-        occurred = Timestamp()
-        occurred.FromDatetime(sale["now"])
         expires = Timestamp()
         expires.FromDatetime(expires_at)
-        events = [
-            CommerceEvent(
-                event_id=str(uuid.uuid4()),
-                tenant_id=sale["tenant_id"],
-                occurred_at=occurred,
-                order_reserved=OrderReserved(
-                    order_id=str(order_id),
-                    user_id=r.user_id,
-                    sku_id=str(sale["sku_id"]),
-                    flash_sale_id=str(sale_id),
-                    quantity=r.quantity,
-                    unit_price_minor=sale["sale_price_minor"],
-                    currency=sale["currency"],
-                    expires_at=expires,
-                ),
-            )
-            for order_id, r in orders
-        ]
-        await conn.copy_records_to_table(
-            "outbox",
-            schema_name="commerce",
-            columns=("event_id", "topic", "key", "payload"),
-            records=[(uuid.UUID(e.event_id), TOPIC, tenant, e.SerializeToString()) for e in events],
+        await append(
+            conn,
+            [
+                event(
+                    tenant,
+                    sale["now"],
+                    order_reserved=OrderReserved(
+                        order_id=str(order_id),
+                        user_id=r.user_id,
+                        sku_id=str(sku),
+                        flash_sale_id=str(sale_id),
+                        quantity=r.quantity,
+                        unit_price_minor=price,
+                        currency=currency,
+                        expires_at=expires,
+                    ),
+                )
+                for order_id, r in orders
+            ],
         )

@@ -21,10 +21,9 @@ from typing import Protocol
 
 import asyncpg
 import httpx
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from livecart.events.v1.commerce_pb2 import CommerceEvent, OrderPaid
-from livecart_commerce.flash_sale import TOPIC
+from livecart.events.v1.commerce_pb2 import OrderPaid
+from livecart_commerce.events import append, event
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 
 SIGNATURE_HEADER = "Livecart-Signature"
@@ -150,12 +149,9 @@ class Payments:
                 await self._set(conn, reference, "refunded")
                 return {"reference": reference, "state": "refunded"}
             await self._set(conn, reference, "succeeded")
-            occurred = Timestamp()
-            occurred.FromDatetime(paid["now"])
-            event = CommerceEvent(
-                event_id=str(uuid.uuid4()),
-                tenant_id=payment["tenant_id"],
-                occurred_at=occurred,
+            paid_event = event(
+                payment["tenant_id"],
+                paid["now"],
                 order_paid=OrderPaid(
                     order_id=str(payment["order_id"]),
                     user_id=paid["user_id"],
@@ -164,13 +160,7 @@ class Payments:
                     provider_reference=reference,
                 ),
             )
-            await conn.execute(
-                "insert into outbox (event_id, topic, key, payload) values ($1, $2, $3, $4)",
-                uuid.UUID(event.event_id),
-                TOPIC,
-                payment["tenant_id"],
-                event.SerializeToString(),
-            )
+            await append(conn, [paid_event])
             return {"reference": reference, "state": "succeeded"}
 
     @staticmethod

@@ -20,13 +20,12 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from livecart.events.v1.commerce_pb2 import CommerceEvent, RedPacketCreated, RedPacketGrabbed
+from livecart.events.v1.commerce_pb2 import RedPacketCreated, RedPacketGrabbed
 from livecart_commerce.api import ADMIN, BUY
 from livecart_commerce.catalog import Currency
-from livecart_commerce.flash_sale import TOPIC
+from livecart_commerce.events import append, event
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.errors import FailedPrecondition, NotFound
 
@@ -115,7 +114,7 @@ async def create_red_packet(
             currency=packet.currency,
             shares=packet.shares,
         )
-        await _write_event(conn, _event(tenant, row["now"], red_packet_created=created))
+        await append(conn, [event(tenant, row["now"], red_packet_created=created)])
     return RedPacket(**{name: row[name] for name in RedPacket.model_fields})
 
 
@@ -171,7 +170,7 @@ async def grab(pool: asyncpg.Pool, tenant: str, red_packet_id: uuid.UUID, user: 
             currency=packet["currency"],
             shares_left=shares_left,
         )
-        await _write_event(conn, _event(tenant, packet["now"], red_packet_grabbed=grabbed))
+        await append(conn, [event(tenant, packet["now"], red_packet_grabbed=grabbed)])
     return Grabbed(amount_minor=amount, currency=packet["currency"], shares_left=shares_left)
 
 
@@ -215,34 +214,6 @@ async def _share_of(
         user,
     )
     return None if row is None else Grabbed(**dict(row))
-
-
-def _event(
-    tenant: str,
-    now: datetime,
-    *,
-    red_packet_created: RedPacketCreated | None = None,
-    red_packet_grabbed: RedPacketGrabbed | None = None,
-) -> CommerceEvent:
-    occurred = Timestamp()
-    occurred.FromDatetime(now)
-    return CommerceEvent(
-        event_id=str(uuid.uuid4()),
-        tenant_id=tenant,
-        occurred_at=occurred,
-        red_packet_created=red_packet_created,
-        red_packet_grabbed=red_packet_grabbed,
-    )
-
-
-async def _write_event(conn: asyncpg.Connection, event: CommerceEvent) -> None:
-    await conn.execute(
-        "insert into outbox (event_id, topic, key, payload) values ($1, $2, $3, $4)",
-        uuid.UUID(event.event_id),
-        TOPIC,
-        event.tenant_id,
-        event.SerializeToString(),
-    )
 
 
 def red_packet_routes(pool: asyncpg.Pool, tokens: TokenAuthority) -> APIRouter:

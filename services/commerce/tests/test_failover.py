@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from livecart.events.v1.commerce_pb2 import CommerceEvent
-from livecart_commerce.flash_sale import TOPIC
+from livecart_commerce.events import TOPIC
 from livecart_core.auth import TokenAuthority
 from livecart_core.bus import Event, KafkaBus
 from livecart_core.db import Database

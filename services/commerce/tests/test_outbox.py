@@ -6,7 +6,8 @@ import asyncio
 from collections import Counter
 
 from livecart.events.v1.commerce_pb2 import CommerceEvent
-from livecart_commerce.flash_sale import TOPIC, FlashSaleEngine, Outcome, ReserveRequest
+from livecart_commerce.events import TOPIC
+from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
 from livecart_commerce.outbox import OutboxRelay
 from livecart_core.bus import Event, KafkaBus
 from livecart_core.db import Database

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecart/events/v1/commerce.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x03\n\rCommerceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0eorder_reserved\x18\n \x01(\x0b\x32!.livecart.events.v1.OrderReservedH\x00\x12\x39\n\rorder_expired\x18\x0b \x01(\x0b\x32 .livecart.events.v1.OrderExpiredH\x00\x12\x33\n\norder_paid\x18\x0c \x01(\x0b\x32\x1d.livecart.events.v1.OrderPaidH\x00\x12\x42\n\x12red_packet_created\x18\r \x01(\x0b\x32$.livecart.events.v1.RedPacketCreatedH\x00\x12\x42\n\x12red_packet_grabbed\x18\x0e \x01(\x0b\x32$.livecart.events.v1.RedPacketGrabbedH\x00\x42\x08\n\x06\x63hange\"\xc7\x01\n\rOrderReserved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cOrderExpired\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"r\n\tOrderPaid\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1a\n\x12provider_reference\x18\x05 \x01(\t\"q\n\x10RedPacketCreated\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0e\n\x06shares\x18\x05 \x01(\x05\"\x88\x01\n\x10RedPacketGrabbed\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0bshares_left\x18\x06 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecart/events/v1/commerce.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n\rCommerceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0eorder_reserved\x18\n \x01(\x0b\x32!.livecart.events.v1.OrderReservedH\x00\x12\x39\n\rorder_expired\x18\x0b \x01(\x0b\x32 .livecart.events.v1.OrderExpiredH\x00\x12\x33\n\norder_paid\x18\x0c \x01(\x0b\x32\x1d.livecart.events.v1.OrderPaidH\x00\x12\x42\n\x12red_packet_created\x18\r \x01(\x0b\x32$.livecart.events.v1.RedPacketCreatedH\x00\x12\x42\n\x12red_packet_grabbed\x18\x0e \x01(\x0b\x32$.livecart.events.v1.RedPacketGrabbedH\x00\x12;\n\x0eproduct_pinned\x18\x0f \x01(\x0b\x32!.livecart.events.v1.ProductPinnedH\x00\x42\x08\n\x06\x63hange\"\xc7\x01\n\rOrderReserved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cOrderExpired\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"r\n\tOrderPaid\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1a\n\x12provider_reference\x18\x05 \x01(\t\"q\n\x10RedPacketCreated\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0e\n\x06shares\x18\x05 \x01(\x05\"\x88\x01\n\x10RedPacketGrabbed\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0bshares_left\x18\x06 \x01(\x05\"o\n\rProductPinned\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x18\n\x10price_from_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecart.events.v1.commerce
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMMERCEEVENT']._serialized_start=91
-  _globals['_COMMERCEEVENT']._serialized_end=511
-  _globals['_ORDERRESERVED']._serialized_start=514
-  _globals['_ORDERRESERVED']._serialized_end=713
-  _globals['_ORDEREXPIRED']._serialized_start=715
-  _globals['_ORDEREXPIRED']._serialized_end=821
-  _globals['_ORDERPAID']._serialized_start=823
-  _globals['_ORDERPAID']._serialized_end=937
-  _globals['_REDPACKETCREATED']._serialized_start=939
-  _globals['_REDPACKETCREATED']._serialized_end=1052
-  _globals['_REDPACKETGRABBED']._serialized_start=1055
-  _globals['_REDPACKETGRABBED']._serialized_end=1191
+  _globals['_COMMERCEEVENT']._serialized_end=572
+  _globals['_ORDERRESERVED']._serialized_start=575
+  _globals['_ORDERRESERVED']._serialized_end=774
+  _globals['_ORDEREXPIRED']._serialized_start=776
+  _globals['_ORDEREXPIRED']._serialized_end=882
+  _globals['_ORDERPAID']._serialized_start=884
+  _globals['_ORDERPAID']._serialized_end=998
+  _globals['_REDPACKETCREATED']._serialized_start=1000
+  _globals['_REDPACKETCREATED']._serialized_end=1113
+  _globals['_REDPACKETGRABBED']._serialized_start=1116
+  _globals['_REDPACKETGRABBED']._serialized_end=1252
+  _globals['_PRODUCTPINNED']._serialized_start=1254
+  _globals['_PRODUCTPINNED']._serialized_end=1365
 # @@protoc_insertion_point(module_scope)

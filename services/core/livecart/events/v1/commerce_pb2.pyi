@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CommerceEvent(_message.Message):
-    __slots__ = ("event_id", "tenant_id", "occurred_at", "order_reserved", "order_expired", "order_paid", "red_packet_created", "red_packet_grabbed")
+    __slots__ = ("event_id", "tenant_id", "occurred_at", "order_reserved", "order_expired", "order_paid", "red_packet_created", "red_packet_grabbed", "product_pinned")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class CommerceEvent(_message.Message):
     ORDER_PAID_FIELD_NUMBER: _ClassVar[int]
     RED_PACKET_CREATED_FIELD_NUMBER: _ClassVar[int]
     RED_PACKET_GRABBED_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_PINNED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     tenant_id: str
     occurred_at: _timestamp_pb2.Timestamp
@@ -26,7 +27,8 @@ class CommerceEvent(_message.Message):
     order_paid: OrderPaid
     red_packet_created: RedPacketCreated
     red_packet_grabbed: RedPacketGrabbed
-    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_reserved: _Optional[_Union[OrderReserved, _Mapping]] = ..., order_expired: _Optional[_Union[OrderExpired, _Mapping]] = ..., order_paid: _Optional[_Union[OrderPaid, _Mapping]] = ..., red_packet_created: _Optional[_Union[RedPacketCreated, _Mapping]] = ..., red_packet_grabbed: _Optional[_Union[RedPacketGrabbed, _Mapping]] = ...) -> None: ...
+    product_pinned: ProductPinned
+    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_reserved: _Optional[_Union[OrderReserved, _Mapping]] = ..., order_expired: _Optional[_Union[OrderExpired, _Mapping]] = ..., order_paid: _Optional[_Union[OrderPaid, _Mapping]] = ..., red_packet_created: _Optional[_Union[RedPacketCreated, _Mapping]] = ..., red_packet_grabbed: _Optional[_Union[RedPacketGrabbed, _Mapping]] = ..., product_pinned: _Optional[_Union[ProductPinned, _Mapping]] = ...) -> None: ...
 
 class OrderReserved(_message.Message):
     __slots__ = ("order_id", "user_id", "sku_id", "flash_sale_id", "quantity", "unit_price_minor", "currency", "expires_at")
@@ -105,3 +107,17 @@ class RedPacketGrabbed(_message.Message):
     currency: str
     shares_left: int
     def __init__(self, red_packet_id: _Optional[str] = ..., room_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., shares_left: _Optional[int] = ...) -> None: ...
+
+class ProductPinned(_message.Message):
+    __slots__ = ("room_id", "product_id", "title", "price_from_minor", "currency")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FROM_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    product_id: str
+    title: str
+    price_from_minor: int
+    currency: str
+    def __init__(self, room_id: _Optional[str] = ..., product_id: _Optional[str] = ..., title: _Optional[str] = ..., price_from_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
