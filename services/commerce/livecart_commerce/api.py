@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from livecart_commerce import catalog, lineup, orders
@@ -17,6 +16,7 @@ from livecart_commerce.flash_sale import (
     ReserveRequest,
     ReserveResult,
 )
+from livecart_commerce.idempotency import IdempotencyKey, fingerprint, once
 from livecart_commerce.orders import Order
 from livecart_commerce.payments import SIGNATURE_HEADER, Payments, SimulatedProvider
 from livecart_core.auth import Principal, TokenAuthority, require
@@ -25,15 +25,6 @@ from livecart_core.errors import NotFound
 ADMIN = "commerce:admin"
 BUY = "commerce:buy"
 
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=100,
-        description="the same key with the same body returns the same result",
-    ),
-]
 
 _REFUSALS = {
     Outcome.SOLD_OUT: SoldOut("sold out"),
@@ -73,8 +64,13 @@ def routes(
     buyer = Depends(require(tokens, BUY))
 
     @router.post("/products", status_code=201, summary="Create a product with its SKUs")
-    async def create_product(body: catalog.ProductIn, caller: Principal = admin) -> catalog.Product:
-        return await catalog.create_product(pool, caller.tenant_id, body)
+    async def create_product(
+        body: catalog.ProductIn, key: IdempotencyKey, caller: Principal = admin
+    ) -> catalog.Product:
+        return await once(
+            pool, caller, key, fingerprint("products", body), catalog.Product,
+            lambda conn: catalog.create_product(conn, caller.tenant_id, body),
+        )  # fmt: skip
 
     @router.get("/products/{product_id}", summary="A product and its SKUs")
     async def get_product(product_id: uuid.UUID, caller: Principal = buyer) -> catalog.Product:
@@ -82,9 +78,12 @@ def routes(
 
     @router.post("/flash-sales", status_code=201, summary="Put SKU stock on a flash sale")
     async def create_flash_sale(
-        body: catalog.FlashSaleIn, caller: Principal = admin
+        body: catalog.FlashSaleIn, key: IdempotencyKey, caller: Principal = admin
     ) -> catalog.FlashSale:
-        return await catalog.create_flash_sale(pool, caller.tenant_id, body)
+        return await once(
+            pool, caller, key, fingerprint("flash-sales", body), catalog.FlashSale,
+            lambda conn: catalog.create_flash_sale(conn, caller.tenant_id, body),
+        )  # fmt: skip
 
     @router.get("/flash-sales/{sale_id}", summary="A flash sale and the units left")
     async def get_flash_sale(sale_id: uuid.UUID, caller: Principal = buyer) -> catalog.FlashSale:

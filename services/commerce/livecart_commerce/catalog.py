@@ -11,6 +11,7 @@ import asyncpg
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from livecart_commerce.errors import NotEnoughStock
+from livecart_core.db import Executor, connection
 from livecart_core.errors import NotFound
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -66,8 +67,8 @@ class FlashSale(BaseModel):
     ends_at: datetime
 
 
-async def create_product(pool: asyncpg.Pool, tenant: str, product: ProductIn) -> Product:
-    async with pool.acquire() as conn, conn.transaction():
+async def create_product(db: Executor, tenant: str, product: ProductIn) -> Product:
+    async with connection(db) as conn, conn.transaction():
         product_id = await conn.fetchval(
             "insert into products (tenant_id, title) values ($1, $2) returning id",
             tenant,
@@ -112,9 +113,9 @@ async def get_product(pool: asyncpg.Pool, tenant: str, product_id: uuid.UUID) ->
     )
 
 
-async def create_flash_sale(pool: asyncpg.Pool, tenant: str, sale: FlashSaleIn) -> FlashSale:
+async def create_flash_sale(db: Executor, tenant: str, sale: FlashSaleIn) -> FlashSale:
     """Carve ``quantity`` units out of the SKU's stock into a new sale, atomically."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(db) as conn, conn.transaction():
         sku = await conn.fetchrow(
             "update skus set stock = stock - $3 where id = $1 and tenant_id = $2 and stock >= $3"
             " returning currency",
@@ -138,11 +139,11 @@ async def create_flash_sale(pool: asyncpg.Pool, tenant: str, sale: FlashSaleIn) 
             tenant, sale.sku_id, sale.sale_price_minor, sku["currency"], sale.quantity,
             sale.per_user_limit, sale.starts_at, sale.ends_at,
         )  # fmt: skip
-    return await get_flash_sale(pool, tenant, sale_id)
+        return await get_flash_sale(conn, tenant, sale_id)
 
 
-async def get_flash_sale(pool: asyncpg.Pool, tenant: str, sale_id: uuid.UUID) -> FlashSale:
-    async with pool.acquire() as conn:
+async def get_flash_sale(db: Executor, tenant: str, sale_id: uuid.UUID) -> FlashSale:
+    async with connection(db) as conn:
         row = await conn.fetchrow(
             "select id, sku_id, sale_price_minor, currency, quantity, remaining, per_user_limit,"
             " starts_at, ends_at from flash_sales where id = $1 and tenant_id = $2",

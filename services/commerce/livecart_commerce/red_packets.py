@@ -26,7 +26,9 @@ from livecart.events.v1.commerce_pb2 import RedPacketCreated, RedPacketGrabbed
 from livecart_commerce.api import ADMIN, BUY
 from livecart_commerce.catalog import Currency
 from livecart_commerce.events import append, event
+from livecart_commerce.idempotency import IdempotencyKey, fingerprint, once
 from livecart_core.auth import Principal, TokenAuthority, require
+from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, NotFound
 
 MAX_SHARES = 10_000
@@ -88,11 +90,11 @@ def split(total_minor: int, shares: int, rng: random.Random = _RNG) -> list[int]
 
 
 async def create_red_packet(
-    pool: asyncpg.Pool, tenant: str, host: str, packet: RedPacketIn, rng: random.Random = _RNG
+    db: Executor, tenant: str, host: str, packet: RedPacketIn, rng: random.Random = _RNG
 ) -> RedPacket:
     """Store the packet and its pre-split shares, and its ``RedPacketCreated`` event."""
     amounts = split(packet.total_minor, packet.shares, rng)
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(db) as conn, conn.transaction():
         row = await conn.fetchrow(
             "insert into red_packets (tenant_id, room_id, total_minor, currency, shares,"
             " shares_left, created_by, expires_at) values ($1, $2, $3, $4, $5, $5, $6, now() + $7)"
@@ -230,8 +232,13 @@ def red_packet_routes(pool: asyncpg.Pool, tokens: TokenAuthority) -> APIRouter:
         summary="Drop a red packet: an amount split at random into shares",
         responses={422: {"description": "invalid body, e.g. total_minor below shares"}},
     )
-    async def create(body: RedPacketIn, caller: Principal = admin) -> RedPacket:
-        return await create_red_packet(pool, caller.tenant_id, caller.subject, body)
+    async def create(
+        body: RedPacketIn, key: IdempotencyKey, caller: Principal = admin
+    ) -> RedPacket:
+        return await once(
+            pool, caller, key, fingerprint("red-packets", body), RedPacket,
+            lambda conn: create_red_packet(conn, caller.tenant_id, caller.subject, body),
+        )  # fmt: skip
 
     @router.get("/red-packets/{red_packet_id}", summary="A red packet and the shares left")
     async def get(red_packet_id: uuid.UUID, caller: Principal = buyer) -> RedPacket:

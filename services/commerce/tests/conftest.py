@@ -42,8 +42,16 @@ def commerce_process(
 
 @pytest.fixture(scope="module")
 def commerce(commerce_process: ServiceProcess) -> Iterator[httpx.Client]:
-    """An HTTP client to the commerce process."""
-    with httpx.Client(base_url=commerce_process.url, timeout=10) as client:
+    """An HTTP client to the commerce process that, like a client SDK, puts a fresh
+    Idempotency-Key on every POST that does not set one."""
+
+    def add_key(request: httpx.Request) -> None:
+        if request.method == "POST" and "idempotency-key" not in request.headers:
+            request.headers["Idempotency-Key"] = uuid.uuid4().hex
+
+    with httpx.Client(
+        base_url=commerce_process.url, timeout=10, event_hooks={"request": [add_key]}
+    ) as client:
         yield client
 
 

@@ -75,7 +75,8 @@ def test_reservation_flow_with_idempotency_and_limits(commerce: httpx.Client) ->
          {**auth("shop-a", "v", "commerce:buy"), "Idempotency-Key": "k"}, {"quantity": 1},
          404, "not_found"),
         ("post", f"/v1/flash-sales/{uuid.uuid4()}/reservations",
-         auth("shop-a", "v", "commerce:buy"), {"quantity": 1}, 422, "invalid_argument"),
+         {**auth("shop-a", "v", "commerce:buy"), "Idempotency-Key": ""}, {"quantity": 1},
+         422, "invalid_argument"),
         ("post", f"/v1/flash-sales/{uuid.uuid4()}/reservations",
          {**auth("shop-a", "v", "commerce:buy"), "Idempotency-Key": "k"}, {"quantity": 0},
          422, "invalid_argument"),
@@ -104,6 +105,19 @@ def test_bad_requests_get_a_clear_4xx(
     assert response.status_code == status, response.text
     assert response.json()["error"] == error
     assert response.json().get("message")
+
+
+def test_admin_writes_are_idempotent(commerce: httpx.Client) -> None:
+    body = {"title": "Kettle", "skus": [{"price_minor": 4500, "currency": "EUR", "stock": 5}]}
+    headers = {**MERCHANT, "Idempotency-Key": f"kettle-{uuid.uuid4()}"}
+    first = commerce.post("/v1/products", headers=headers, json=body)
+    again = commerce.post("/v1/products", headers=headers, json=body)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()  # one product, not two
+    other = commerce.post("/v1/products", headers=headers, json={**body, "title": "Pot"})
+    assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
+    blank = commerce.post("/v1/products", headers={**MERCHANT, "Idempotency-Key": ""}, json=body)
+    assert blank.status_code == 422
 
 
 def test_malformed_json_and_oversold_sale_creation(commerce: httpx.Client) -> None:

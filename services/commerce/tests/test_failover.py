@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -44,11 +45,13 @@ def processes(
 async def test_sigkill_mid_sale_keeps_the_invariants(
     processes: list[ServiceProcess], commerce_db: Database, kafka_broker: KafkaBroker
 ) -> None:
-    merchant = {"Authorization": f"Bearer {TOKENS.issue(TENANT, 'm', ['commerce:admin'])}"}
+    token = TOKENS.issue(TENANT, "m", ["commerce:admin"])
+    merchant = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=30) as client:
         base = processes[0].url
         product = await client.post(
-            f"{base}/v1/products", headers=merchant,
+            f"{base}/v1/products",
+            headers={**merchant, "Idempotency-Key": f"product-{uuid.uuid4()}"},
             json={"title": "Tea set", "skus": [{"price_minor": 5000, "currency": "EUR",
                   "stock": UNITS}]},
         )  # fmt: skip
@@ -57,7 +60,7 @@ async def test_sigkill_mid_sale_keeps_the_invariants(
         sale = (
             await client.post(
                 f"{base}/v1/flash-sales",
-                headers=merchant,
+                headers={**merchant, "Idempotency-Key": f"sale-{uuid.uuid4()}"},
                 json={
                     "sku_id": sku,
                     "sale_price_minor": 100,

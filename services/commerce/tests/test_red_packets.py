@@ -176,7 +176,7 @@ async def test_two_simultaneous_requests_from_one_user_over_http(commerce: httpx
     async with httpx.AsyncClient(base_url=commerce.base_url, timeout=10) as client:
         made = await client.post(
             "/v1/red-packets",
-            headers=MERCHANT,
+            headers={**MERCHANT, "Idempotency-Key": uuid.uuid4().hex},
             json={"room_id": "live-7", "total_minor": 10_000, "currency": "EUR", "shares": 10},
         )
         assert made.status_code == 201, made.text

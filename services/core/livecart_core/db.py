@@ -8,9 +8,12 @@ starting together do not race. Connections use ``search_path = <schema>, public`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from importlib.abc import Traversable
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -28,6 +31,20 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
+
+
+@contextlib.asynccontextmanager
+async def connection(db: Executor) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from ``db``: a pool lends one, a connection is itself (so a function can
+    join its caller's transaction, where its own ``transaction()`` becomes a savepoint)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
 
 
 class Database:
