@@ -1,36 +1,58 @@
-"""Flash-sale inventory engine: group commit vs the naive row lock per order, on real Postgres.
+"""Flash-sale inventory: group commit vs the naive row lock per order, on real Postgres, at two
+layers: the engine called in-process, and the commerce service's public HTTP API.
 
 10,000 simulated buyers (one unit each, one per user) hit one sale of 10,000 units, all at
-once, from 1 and from 4 engine processes (each its own OS process with its own pool). The same
-engine runs in two modes: ``coalesce=True`` settles concurrent reservations for a sale in one
-transaction every few milliseconds; ``coalesce=False`` is the naive design, one
-``SELECT … FOR UPDATE`` transaction per order. After every run the database is checked: units
-sold never exceed the sale (``oversold`` counts the excess, so 0 is measured, not assumed).
+once. The engine runs in two modes: ``coalesce=True`` settles concurrent reservations for a sale
+in one transaction every few milliseconds; ``coalesce=False`` is the naive design, one
+``SELECT … FOR UPDATE`` transaction per order. Both modes are measured at both layers:
 
-    uv run python bench/flash_sale.py [--buyers 10000] [--pool 8]
+- engine: from 1 and from 4 engine processes, each its own OS process with its own pool;
+- API: ``python -m livecart_commerce`` as its own process (``LIVECART_FLASH_SALE_COALESCE``
+  picks the mode; Kafka runs for its outbox relay), the sale created over HTTP, and
+  ``--clients`` load processes each firing its share of the buyers' reservations (own token and
+  Idempotency-Key per buyer, ``--in-flight`` at a time, keep-alive). The load processes' CPU is
+  measured with the service's: on a 2-core box the client can be the limit, and
+  ``api_client_bound`` says when it was (each load process above 90 % of a core).
 
-The API layer (HTTP/gRPC with a separate load generator) is not measured yet: commerce has no
-public API so far.
+After every run the database is checked against the answers: one order per reservation and
+units sold never beyond the sale (``oversold`` counts the excess, so 0 is measured, not
+assumed).
+
+    uv run python bench/flash_sale.py [--buyers 10000] [--pool 8] [--clients 2] [--in-flight 64]
+
+About two minutes on 2 cores (needs Java and Maven for the broker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import json
+import os
+import secrets
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 
 from livecart_commerce.app import SERVICE
 from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
+from livecart_core.auth import TokenAuthority
 from livecart_core.db import Database
+from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
+from livecart_core.testing import ServiceProcess
 
 TENANT = "bench"
 
@@ -63,6 +85,96 @@ async def worker(url: str, sale: str, coalesce: bool, first: int, count: int, po
     await db.close()
 
 
+async def load_generator(base: str, sale: str, first: int, count: int, in_flight: int) -> None:
+    """One load process: tokens and connections first, then on go its buyers' reservations
+    over HTTP, ``in_flight`` at a time; it reports its statuses, latencies and CPU seconds."""
+    if importlib.util.find_spec("sniffio") is None:
+        # httpcore tries ``import sniffio`` for every lock it makes, and without the package
+        # each try searches all of sys.path again (~0.3 ms of CPU a request): fail it once.
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+    authority = TokenAuthority(os.environ["LIVECART_AUTH_SECRET"])
+    buyers = iter(
+        [
+            {
+                "Authorization": f"Bearer {authority.issue(TENANT, f'u{i}', ['commerce:buy'])}",
+                "Idempotency-Key": f"{sale}-{i}",
+            }
+            for i in range(first, first + count)
+        ]
+    )
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    retried = 0
+
+    async def lane(client: httpx.AsyncClient) -> None:
+        nonlocal retried
+        for headers in buyers:
+            began = time.perf_counter()
+            while True:
+                try:
+                    response = await client.post(
+                        f"/v1/flash-sales/{sale}/reservations", headers=headers, json={}
+                    )
+                    break
+                except httpx.TransportError:
+                    # The server closed the keep-alive connection as we sent; the same
+                    # Idempotency-Key makes sending again safe, as any real client would.
+                    retried += 1
+                    if retried > 10:
+                        raise
+            latencies.append((time.perf_counter() - began) * 1000)
+            statuses[str(response.status_code)] += 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        # One client per lane, each with one keep-alive connection: httpcore's pool does work
+        # per waiting request per connection, so one shared pool of 64 costs ~5 ms of CPU a
+        # request and the load generator, not the service, would be measured.
+        lanes = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=1))
+            )
+            for _ in range(in_flight)
+        ]
+        await asyncio.gather(*(client.get("/healthz") for client in lanes))  # connect now
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        start, cpu = time.time(), time.process_time()
+        await asyncio.gather(*(lane(client) for client in lanes))
+        cpu, end = time.process_time() - cpu, time.time()
+    report = {"start": start, "end": end, "cpu_s": cpu, "retried": retried}
+    print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
+
+
+async def fan_out(
+    commands: list[list[str]],
+    env: dict[str, str] | None = None,
+    at_go: Callable[[], object] | None = None,
+) -> list[dict[str, Any]]:
+    """Start one child of this script per command, wait until all say ready, tell them all to
+    go at once (calling ``at_go`` just before), and return their JSON reports."""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        for command in commands
+    ]
+    for child in children:
+        assert child.stdout is not None
+        assert (await child.stdout.readline()).strip() == b"ready"
+    if at_go is not None:
+        at_go()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+    return [json.loads((await child.communicate())[0]) for child in children]
+
+
 async def create_sale(pool: asyncpg.Pool, quantity: int) -> uuid.UUID:
     async with pool.acquire() as conn, conn.transaction():
         product = await conn.fetchval(
@@ -87,58 +199,145 @@ async def create_sale(pool: asyncpg.Pool, quantity: int) -> uuid.UUID:
     return sale
 
 
+async def create_sale_over_http(base: str, authority: TokenAuthority, quantity: int) -> str:
+    """A product with ``quantity`` units in stock and a live sale of all of them, limit 1."""
+    admin = {"Authorization": f"Bearer {authority.issue(TENANT, 'merchant', ['commerce:admin'])}"}
+    async with httpx.AsyncClient(base_url=base, headers=admin, timeout=30) as client:
+        product = await client.post(
+            "/v1/products",
+            headers={"Idempotency-Key": f"bench-product-{uuid.uuid4()}"},
+            json={"title": "Bench", "skus": [{"price_minor": 1000, "currency": "USD",
+                  "stock": quantity}]},
+        )  # fmt: skip
+        assert product.status_code == 201, product.text
+        now = datetime.now(UTC)
+        sale = await client.post(
+            "/v1/flash-sales",
+            headers={"Idempotency-Key": f"bench-sale-{uuid.uuid4()}"},
+            json={
+                "sku_id": product.json()["skus"][0]["id"],
+                "sale_price_minor": 100,
+                "quantity": quantity,
+                "per_user_limit": 1,
+                "starts_at": (now - timedelta(seconds=1)).isoformat(),
+                "ends_at": (now + timedelta(hours=1)).isoformat(),
+            },
+        )
+        assert sale.status_code == 201, sale.text
+        return str(sale.json()["id"])
+
+
+async def oversold(db: Database, sale: uuid.UUID | str, quantity: int, reserved: int) -> int:
+    """Units sold beyond the sale's quantity, after checking the database agrees with what the
+    buyers were told: one order per reservation and ``remaining`` = quantity - sold."""
+    async with db.pool.acquire() as conn:
+        sold: int = await conn.fetchval(
+            "select coalesce(sum(quantity), 0) from orders where flash_sale_id = $1", sale
+        )
+        remaining = await conn.fetchval("select remaining from flash_sales where id = $1", sale)
+    assert sold == reserved and remaining == quantity - sold, (sold, reserved, remaining)
+    return max(0, sold - quantity)
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[max(0, int(len(ordered) * fraction) - 1)]
+
+
 async def run(
     db: Database, url: str, buyers: int, processes: int, coalesce: bool, pool: int
 ) -> dict[str, float]:
     sale = await create_sale(db.pool, buyers)
     share = buyers // processes
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--worker",
-            url,
-            str(sale),
-            str(int(coalesce)),
-            str(p * share),
-            str(share),
-            str(pool),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for p in range(processes)
-    ]
-    for w in workers:
-        assert w.stdout is not None
-        assert (await w.stdout.readline()).strip() == b"ready"
-    for w in workers:
-        assert w.stdin is not None
-        w.stdin.write(b"go\n")
-        await w.stdin.drain()
-    reports = [json.loads((await w.communicate())[0]) for w in workers]
+    reports = await fan_out(
+        [
+            ["--worker", url, str(sale), str(int(coalesce)), str(p * share), str(share), str(pool)]
+            for p in range(processes)
+        ]
+    )
     latencies = sorted(x for r in reports for x in r["latencies"])
     elapsed = max(r["end"] for r in reports) - min(r["start"] for r in reports)
     reserved = sum(r["reserved"] for r in reports)
-    async with db.pool.acquire() as conn:
-        sold = await conn.fetchval(
-            "select coalesce(sum(quantity), 0) from orders where flash_sale_id = $1", sale
-        )
-        remaining = await conn.fetchval("select remaining from flash_sales where id = $1", sale)
-    assert sold == reserved and remaining == buyers - sold, (sold, reserved, remaining)
     return {
         "per_s": reserved / elapsed,
         "p50": statistics.median(latencies),
-        "p99": latencies[int(len(latencies) * 0.99) - 1],
-        "oversold": max(0, sold - buyers),
+        "p99": percentile(latencies, 0.99),
+        "oversold": await oversold(db, sale, buyers, reserved),
     }
 
 
-async def main(buyers: int, pool: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_api(
+    db: Database,
+    url: str,
+    bootstrap: str,
+    buyers: int,
+    clients: int,
+    in_flight: int,
+    coalesce: bool,
+) -> dict[str, float]:
+    """A fresh commerce process with its engine in the given mode, driven by load processes."""
+    secret = secrets.token_urlsafe(32)
+    env = {
+        "LIVECART_DATABASE_URL": url,
+        "LIVECART_KAFKA_BOOTSTRAP": bootstrap,
+        "LIVECART_AUTH_SECRET": secret,
+        "LIVECART_LOG_LEVEL": "WARNING",
+        "LIVECART_FLASH_SALE_COALESCE": str(coalesce).lower(),
+    }
+    service = ServiceProcess("livecart_commerce", env)
+    await asyncio.to_thread(service.start)
+    try:
+        assert service.process is not None
+        sale = await create_sale_over_http(service.url, TokenAuthority(secret), buyers)
+        share = buyers // clients
+        pid = service.process.pid
+        went: list[tuple[float, float]] = []  # (wall, service CPU) at go
+        reports = await fan_out(
+            [
+                ["--loadgen", service.url, sale, str(c * share), str(share), str(in_flight)]
+                for c in range(clients)
+            ],
+            env={**os.environ, "LIVECART_AUTH_SECRET": secret},
+            at_go=lambda: went.append((time.time(), cpu_seconds(pid))),
+        )
+        service_wall, service_cpu = time.time() - went[0][0], cpu_seconds(pid) - went[0][1]
+    finally:
+        await asyncio.to_thread(service.stop)
+    service.log.unlink()  # kept when the run failed: it says why
+    statuses: Counter[str] = sum((Counter(r["statuses"]) for r in reports), Counter())
+    # Every buyer has a unit: anything but 201 is an error, not a refusal.
+    assert set(statuses) == {"201"}, statuses
+    reserved = statuses["201"]
+    latencies = sorted(x for r in reports for x in r["latencies"])
+    elapsed = max(r["end"] for r in reports) - min(r["start"] for r in reports)
+    retried = sum(r["retried"] for r in reports)
+    client_pcts = [r["cpu_s"] / (r["end"] - r["start"]) * 100 for r in reports]
+    return {
+        "per_s": reserved / elapsed,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+        "loadgen_cpu_pct": sum(client_pcts),
+        "service_cpu_pct": service_cpu / service_wall * 100,
+        "client_bound": all(pct > 90 for pct in client_pcts),
+        "retried": retried,
+        "oversold": await oversold(db, sale, buyers, reserved),
+    }
+
+
+async def main(buyers: int, pool: int, clients: int, in_flight: int) -> None:
     with tempfile.TemporaryDirectory(prefix="livecart-bench-") as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg").start()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            postgres = EmbeddedPostgres(Path(tmp) / "pg")
+            await asyncio.to_thread(postgres.start)
+            stack.callback(postgres.stop)
             db = Database(postgres.url, "commerce", pool_size=4)
             await db.connect()
+            stack.push_async_callback(db.close)
             await db.migrate(SERVICE.migrations)
             results = {}
             for coalesce in (True, False):
@@ -146,9 +345,17 @@ async def main(buyers: int, pool: int) -> None:
                     results[coalesce, processes] = await run(
                         db, postgres.url, buyers, processes, coalesce, pool
                     )
-            await db.close()
-        finally:
-            postgres.stop()
+            # Only now: the broker's start-up would take CPU from the engine runs.
+            (Path(tmp) / "kafka").mkdir()
+            broker = KafkaBroker(Path(tmp) / "kafka")
+            await asyncio.to_thread(broker.start)
+            stack.callback(broker.stop)
+            api = {
+                coalesce: await run_api(
+                    db, postgres.url, broker.bootstrap, buyers, clients, in_flight, coalesce
+                )
+                for coalesce in (True, False)
+            }
     flash1, flash4 = results[True, 1], results[True, 4]
     naive1, naive4 = results[False, 1], results[False, 4]
     print(f"buyers={buyers} buyers")
@@ -164,15 +371,34 @@ async def main(buyers: int, pool: int) -> None:
     print(f"flash_vs_naive_ratio={flash1['per_s'] / naive1['per_s']:.2f} x")
     print(f"flash_vs_naive_ratio_4proc={flash4['per_s'] / naive4['per_s']:.2f} x")
     print(f"oversold={sum(int(r['oversold']) for r in results.values())} units")
+    flash, naive = api[True], api[False]
+    print(f"api_clients={clients} processes x {in_flight} in flight")
+    print(f"api_reservations_per_s={flash['per_s']:.0f} reservations/s")
+    print(f"api_reserve_p50_ms={flash['p50']:.1f} ms")
+    print(f"api_reserve_p99_ms={flash['p99']:.1f} ms")
+    print(f"loadgen_cpu_pct={flash['loadgen_cpu_pct']:.0f} %")
+    print(f"service_cpu_pct={flash['service_cpu_pct']:.0f} %")
+    print(f"api_client_bound={'yes' if flash['client_bound'] else 'no'}")
+    print(f"api_naive_reservations_per_s={naive['per_s']:.0f} reservations/s")
+    print(f"api_naive_reserve_p99_ms={naive['p99']:.1f} ms")
+    print(f"api_naive_service_cpu_pct={naive['service_cpu_pct']:.0f} %")
+    print(f"api_flash_vs_naive_ratio={flash['per_s'] / naive['per_s']:.2f} x")
+    print(f"api_retried={sum(int(r['retried']) for r in api.values())} requests")
+    print(f"api_oversold={sum(int(r['oversold']) for r in api.values())} units")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         url, sale, coalesce, first, count, pool = sys.argv[2:8]
         asyncio.run(worker(url, sale, coalesce == "1", int(first), int(count), int(pool)))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen":
+        base, sale, first, count, in_flight = sys.argv[2:7]
+        asyncio.run(load_generator(base, sale, int(first), int(count), int(in_flight)))
     else:
         parser = argparse.ArgumentParser()
         parser.add_argument("--buyers", type=int, default=10_000)
         parser.add_argument("--pool", type=int, default=8, help="connections per engine process")
+        parser.add_argument("--clients", type=int, default=2, help="API load processes")
+        parser.add_argument("--in-flight", type=int, default=64, help="requests per load process")
         args = parser.parse_args()
-        asyncio.run(main(args.buyers, args.pool))
+        asyncio.run(main(args.buyers, args.pool, args.clients, args.in_flight))
