@@ -28,6 +28,7 @@ test: lint kafka
 bench: sync kafka
 	$(UV) run --frozen python bench/bus.py
 	$(UV) run --frozen python bench/startup.py
+	$(UV) run --frozen python bench/flash_sale.py
 
 ## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools

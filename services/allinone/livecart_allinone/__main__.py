@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from livecart_allinone.runner import run
 from livecart_allinone.settings import DevSettings
 from livecart_core.errors import ConfigError, StartupError
 from livecart_core.logs import setup_logging
-from livecart_core.service import fail
+from livecart_core.service import fail, run_loop
 
 
 def main() -> None:
     setup_logging("INFO", "text")
     try:
-        asyncio.run(run(DevSettings()))
+        run_loop(run(DevSettings()))
     except (ConfigError, StartupError) as exc:
         fail("livecart-dev", exc)
 

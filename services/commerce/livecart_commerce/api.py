@@ -13,6 +13,7 @@ from livecart_commerce.errors import IdempotencyKeyReused, LimitExceeded, SaleNo
 from livecart_commerce.flash_sale import (
     FlashSaleEngine,
     Outcome,
+    ReservedOrder,
     ReserveRequest,
     ReserveResult,
 )
@@ -36,14 +37,14 @@ _REFUSALS = {
 }
 
 
-def reserved_or_refused(result: ReserveResult, sale_id: uuid.UUID) -> uuid.UUID:
-    """The order id of a reservation, or the typed refusal (HTTP status, gRPC code) raised."""
+def reserved_or_refused(result: ReserveResult, sale_id: uuid.UUID) -> ReservedOrder:
+    """The order of a reservation, or the typed refusal (HTTP status, gRPC code) raised."""
     if result.outcome is Outcome.NOT_FOUND:
         raise NotFound(f"flash sale {sale_id} not found")
     if result.outcome is not Outcome.RESERVED:
         raise _REFUSALS[result.outcome]
-    assert result.order_id is not None
-    return result.order_id
+    assert result.order is not None
+    return result.order
 
 
 class PinIn(BaseModel):
@@ -102,13 +103,10 @@ def routes(
     async def reserve(
         sale_id: uuid.UUID, body: ReservationIn, key: IdempotencyKey, caller: Principal = buyer
     ) -> Order:
-        order_id = reserved_or_refused(
-            await engine.reserve(
-                ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
-            ),
-            sale_id,
+        result = await engine.reserve(
+            ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
         )
-        return await get_order(order_id, caller)
+        return Order.model_validate(reserved_or_refused(result, sale_id), from_attributes=True)
 
     @router.get("/orders/{order_id}", summary="One of the caller's orders")
     async def get_order(order_id: uuid.UUID, caller: Principal = buyer) -> Order:

@@ -59,8 +59,25 @@ class ReserveRequest:
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
     outcome: Outcome
-    order_id: uuid.UUID | None = None
-    expires_at: datetime | None = None
+    order: ReservedOrder | None = None
+
+    @property
+    def order_id(self) -> uuid.UUID | None:
+        return self.order.id if self.order else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedOrder:
+    """The order a reservation made (or found again for a repeated key), as the API shows it."""
+
+    id: uuid.UUID
+    state: str
+    sku_id: uuid.UUID
+    flash_sale_id: uuid.UUID
+    quantity: int
+    unit_price_minor: int
+    currency: str
+    expires_at: datetime
 
 
 @dataclass
@@ -194,7 +211,13 @@ class FlashSaleEngine:
                     bought[r.user_id] = bought.get(r.user_id, 0) + r.quantity
                     order_id = uuid.uuid4()
                     new_orders.append((order_id, r))
-                    result = ReserveResult(Outcome.RESERVED, order_id, expires_at)
+                    result = ReserveResult(
+                        Outcome.RESERVED,
+                        ReservedOrder(
+                            order_id, "reserved", sale["sku_id"], sale_id, r.quantity,
+                            sale["sale_price_minor"], sale["currency"], expires_at,
+                        ),
+                    )  # fmt: skip
                     granted[(r.user_id, r.idempotency_key)] = result
                     results.append(result)
             if new_orders:
@@ -208,7 +231,8 @@ class FlashSaleEngine:
         conn: asyncpg.Connection, requests: list[ReserveRequest]
     ) -> dict[tuple[str, str], asyncpg.Record]:
         rows = await conn.fetch(
-            "select o.user_id, o.idempotency_key, o.request_hash, o.id, o.expires_at"
+            "select o.user_id, o.idempotency_key, o.request_hash, o.id, o.expires_at, o.state,"
+            " o.sku_id, o.flash_sale_id, o.quantity, o.unit_price_minor, o.currency"
             " from orders o join unnest($1::text[], $2::text[], $3::text[]) as k(tenant, u, key)"
             " on o.tenant_id = k.tenant and o.user_id = k.u and o.idempotency_key = k.key",
             [r.tenant_id for r in requests],
@@ -226,7 +250,13 @@ class FlashSaleEngine:
             return None
         if row["request_hash"] != request.request_hash:
             return ReserveResult(Outcome.KEY_REUSED)
-        return ReserveResult(Outcome.RESERVED, row["id"], row["expires_at"])
+        return ReserveResult(
+            Outcome.RESERVED,
+            ReservedOrder(
+                row["id"], row["state"], row["sku_id"], row["flash_sale_id"], row["quantity"],
+                row["unit_price_minor"], row["currency"], row["expires_at"],
+            ),
+        )  # fmt: skip
 
     @staticmethod
     async def _write(

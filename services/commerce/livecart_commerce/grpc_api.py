@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.commerce.v1 import commerce_service_pb2 as pb
 from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
-from livecart_commerce import catalog, orders
+from livecart_commerce import catalog
 from livecart_commerce.api import BUY, reserved_or_refused
 from livecart_commerce.flash_sale import FlashSaleEngine, ReserveRequest
 from livecart_core.auth import TokenAuthority, grpc_principal
@@ -56,8 +56,7 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
                 caller.tenant_id, sale_id, caller.subject, request.quantity, request.idempotency_key
             )
         )
-        order_id = reserved_or_refused(result, sale_id)
-        order = await orders.get_order(self.pool, caller.tenant_id, order_id, caller.subject)
+        order = reserved_or_refused(result, sale_id)
         return pb.ReserveFlashSaleResponse(
             order_id=str(order.id),
             unit_price_minor=order.unit_price_minor,

@@ -47,6 +47,16 @@ async def connection(db: Executor) -> AsyncIterator[asyncpg.Connection]:
         yield db
 
 
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's per-release ``RESET ALL; UNLISTEN *; ...`` round trip.
+
+    Services keep no session state on pooled connections (no LISTEN, session advisory locks,
+    cursors or session SETs; transaction-scoped ones end with the transaction), and asyncpg still
+    rolls back an open transaction before this runs. The round trip cost ~6 % of the commerce
+    API's CPU under load.
+    """
+
+
 class Database:
     """A service's connection pool to its own schema."""
 
@@ -76,6 +86,7 @@ class Database:
                 max_size=self.pool_size,
                 timeout=self.connect_timeout_s,
                 server_settings={"search_path": f"{self.schema},public"},
+                reset=_no_session_reset,
             )
         except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
             raise StartupError(
