@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import jwt
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from livecart_core.errors import PermissionDenied, Unauthenticated
 
@@ -111,11 +112,22 @@ def grpc_principal(
     return caller
 
 
-def require(authority: TokenAuthority, scope: str) -> Callable[[Request], Awaitable[Principal]]:
+# Declares the bearer scheme in OpenAPI (the Authorize button of /docs); errors are ours.
+_BEARER = Depends(HTTPBearer(auto_error=False, description="a Livecart access token"))
+
+
+def require(authority: TokenAuthority, scope: str) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller's principal, holding ``scope``."""
 
-    async def principal(request: Request) -> Principal:
-        caller = authority.verify(bearer_token(request.headers.get("authorization")))
+    async def principal(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = _BEARER
+    ) -> Principal:
+        token = (
+            credentials.credentials
+            if credentials is not None
+            else bearer_token(request.headers.get("authorization"))
+        )
+        caller = authority.verify(token)
         caller.require(scope)
         return caller
 
