@@ -55,6 +55,13 @@ def commerce(commerce_process: ServiceProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+def assert_refused(response: httpx.Response, status: int, error: str) -> None:
+    """A clear refusal: the status, the error code, and a message for a person."""
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert response.json().get("message")
+
+
 def new_sale(client: httpx.Client, *, quantity: int = 3, limit: int = 1) -> tuple[str, str]:
     """Over HTTP: a product with one SKU of 10 units, and a live flash sale on ``quantity``."""
     product = client.post(

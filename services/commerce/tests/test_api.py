@@ -14,7 +14,7 @@ from livecart_commerce.events import TOPIC
 from livecart_core.bus import Event, KafkaBus
 from livecart_core.localinfra.kafka import KafkaBroker
 
-from .conftest import MERCHANT, auth, new_sale
+from .conftest import MERCHANT, assert_refused, auth, new_sale
 
 
 def test_catalog_is_per_tenant(commerce: httpx.Client) -> None:
@@ -101,10 +101,7 @@ def test_bad_requests_get_a_clear_4xx(
     status: int,
     error: str,
 ) -> None:
-    response = commerce.request(method, path, headers=headers, json=body)
-    assert response.status_code == status, response.text
-    assert response.json()["error"] == error
-    assert response.json().get("message")
+    assert_refused(commerce.request(method, path, headers=headers, json=body), status, error)
 
 
 def test_admin_writes_are_idempotent(commerce: httpx.Client) -> None:

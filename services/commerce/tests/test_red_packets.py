@@ -26,7 +26,7 @@ from livecart_core.db import Database
 from livecart_core.errors import NotFound
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 
-from .conftest import MERCHANT, auth
+from .conftest import MERCHANT, assert_refused, auth
 
 
 def packet(total_minor: int, shares: int, *, room: str = "room-1") -> RedPacketIn:
@@ -220,10 +220,7 @@ def test_bad_requests_get_a_clear_4xx(
     status: int,
     error: str,
 ) -> None:
-    response = commerce.request(method, path, headers=headers, json=body)
-    assert response.status_code == status, response.text
-    assert response.json()["error"] == error
-    assert response.json().get("message")
+    assert_refused(commerce.request(method, path, headers=headers, json=body), status, error)
 
 
 def test_total_below_shares_says_why(commerce: httpx.Client) -> None:
