@@ -6,9 +6,12 @@ embedded Postgres. Plus helpers to run a service as its own process, the way it 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -151,9 +155,6 @@ class ServiceProcess:
 
 def free_port_block(count: int) -> int:
     """The first of ``count`` consecutive free TCP ports on 127.0.0.1."""
-    import random
-    import socket
-
     for _ in range(200):
         base = random.randint(20000, 60000 - count)
         try:
@@ -221,10 +222,6 @@ def assert_service_runs(service: str, env: Mapping[str, str]) -> None:
 
 async def assert_migrates(service: str, database_url: str) -> None:
     """``python -m livecart_<service> migrate`` succeeds and leaves the service's schema."""
-    import asyncio
-
-    import asyncpg
-
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", f"livecart_{service}", "migrate",
         env={**os.environ, "LIVECART_DATABASE_URL": database_url},
