@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecart/events/v1/commerce.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n\rCommerceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0eorder_reserved\x18\n \x01(\x0b\x32!.livecart.events.v1.OrderReservedH\x00\x12\x39\n\rorder_expired\x18\x0b \x01(\x0b\x32 .livecart.events.v1.OrderExpiredH\x00\x12\x33\n\norder_paid\x18\x0c \x01(\x0b\x32\x1d.livecart.events.v1.OrderPaidH\x00\x12\x42\n\x12red_packet_created\x18\r \x01(\x0b\x32$.livecart.events.v1.RedPacketCreatedH\x00\x12\x42\n\x12red_packet_grabbed\x18\x0e \x01(\x0b\x32$.livecart.events.v1.RedPacketGrabbedH\x00\x12;\n\x0eproduct_pinned\x18\x0f \x01(\x0b\x32!.livecart.events.v1.ProductPinnedH\x00\x42\x08\n\x06\x63hange\"\xc7\x01\n\rOrderReserved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x0cOrderExpired\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\"r\n\tOrderPaid\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1a\n\x12provider_reference\x18\x05 \x01(\t\"q\n\x10RedPacketCreated\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0e\n\x06shares\x18\x05 \x01(\x05\"\x88\x01\n\x10RedPacketGrabbed\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0bshares_left\x18\x06 \x01(\x05\"o\n\rProductPinned\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x18\n\x10price_from_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecart/events/v1/commerce.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x05\n\rCommerceEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x0eorder_reserved\x18\n \x01(\x0b\x32!.livecart.events.v1.OrderReservedH\x00\x12\x39\n\rorder_expired\x18\x0b \x01(\x0b\x32 .livecart.events.v1.OrderExpiredH\x00\x12\x33\n\norder_paid\x18\x0c \x01(\x0b\x32\x1d.livecart.events.v1.OrderPaidH\x00\x12\x42\n\x12red_packet_created\x18\r \x01(\x0b\x32$.livecart.events.v1.RedPacketCreatedH\x00\x12\x42\n\x12red_packet_grabbed\x18\x0e \x01(\x0b\x32$.livecart.events.v1.RedPacketGrabbedH\x00\x12;\n\x0eproduct_pinned\x18\x0f \x01(\x0b\x32!.livecart.events.v1.ProductPinnedH\x00\x12=\n\x0forder_cancelled\x18\x10 \x01(\x0b\x32\".livecart.events.v1.OrderCancelledH\x00\x12;\n\x0eorder_refunded\x18\x11 \x01(\x0b\x32!.livecart.events.v1.OrderRefundedH\x00\x12;\n\x0elottery_opened\x18\x12 \x01(\x0b\x32!.livecart.events.v1.LotteryOpenedH\x00\x12\x39\n\rlottery_drawn\x18\x13 \x01(\x0b\x32 .livecart.events.v1.LotteryDrawnH\x00\x42\x08\n\x06\x63hange\"\x8a\x02\n\rOrderReserved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x05lines\x18\t \x03(\x0b\x32\x1d.livecart.events.v1.OrderLine\x12\x13\n\x0btotal_minor\x18\n \x01(\x03\"G\n\tOrderLine\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x18\n\x10unit_price_minor\x18\x03 \x01(\x03\"\x98\x01\n\x0cOrderExpired\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x15\n\rflash_sale_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12,\n\x05lines\x18\x06 \x03(\x0b\x32\x1d.livecart.events.v1.OrderLine\"\x8e\x01\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x03 \x01(\t\x12,\n\x05lines\x18\x04 \x03(\x0b\x32\x1d.livecart.events.v1.OrderLine\x12\x15\n\rflash_sale_id\x18\x05 \x01(\t\"\x89\x01\n\rOrderRefunded\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1a\n\x12provider_reference\x18\x05 \x01(\t\x12\x11\n\trestocked\x18\x06 \x01(\x08\"r\n\tOrderPaid\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x1a\n\x12provider_reference\x18\x05 \x01(\t\"q\n\x10RedPacketCreated\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x13\n\x0btotal_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0e\n\x06shares\x18\x05 \x01(\x05\"\x88\x01\n\x10RedPacketGrabbed\x12\x15\n\rred_packet_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0bshares_left\x18\x06 \x01(\x05\"o\n\rProductPinned\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x18\n\x10price_from_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"\xde\x01\n\rLotteryOpened\x12\x12\n\nlottery_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0f\n\x07keyword\x18\x03 \x01(\t\x12\x14\n\x0cprize_sku_id\x18\x04 \x01(\t\x12\x0f\n\x07winners\x18\x05 \x01(\x05\x12,\n\x08opens_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tcloses_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bseed_sha256\x18\x08 \x01(\t\"\xb1\x01\n\x0cLotteryDrawn\x12\x12\n\nlottery_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\t\x12\x17\n\x0f\x65ntrants_sha256\x18\x04 \x01(\t\x12\x10\n\x08\x65ntrants\x18\x05 \x01(\x05\x12\x17\n\x0fwinner_user_ids\x18\x06 \x03(\t\x12\x17\n\x0fprize_order_ids\x18\x07 \x03(\t\x12\x11\n\talgorithm\x18\x08 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecart.events.v1.commerce
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMMERCEEVENT']._serialized_start=91
-  _globals['_COMMERCEEVENT']._serialized_end=572
-  _globals['_ORDERRESERVED']._serialized_start=575
-  _globals['_ORDERRESERVED']._serialized_end=774
-  _globals['_ORDEREXPIRED']._serialized_start=776
-  _globals['_ORDEREXPIRED']._serialized_end=882
-  _globals['_ORDERPAID']._serialized_start=884
-  _globals['_ORDERPAID']._serialized_end=998
-  _globals['_REDPACKETCREATED']._serialized_start=1000
-  _globals['_REDPACKETCREATED']._serialized_end=1113
-  _globals['_REDPACKETGRABBED']._serialized_start=1116
-  _globals['_REDPACKETGRABBED']._serialized_end=1252
-  _globals['_PRODUCTPINNED']._serialized_start=1254
-  _globals['_PRODUCTPINNED']._serialized_end=1365
+  _globals['_COMMERCEEVENT']._serialized_end=816
+  _globals['_ORDERRESERVED']._serialized_start=819
+  _globals['_ORDERRESERVED']._serialized_end=1085
+  _globals['_ORDERLINE']._serialized_start=1087
+  _globals['_ORDERLINE']._serialized_end=1158
+  _globals['_ORDEREXPIRED']._serialized_start=1161
+  _globals['_ORDEREXPIRED']._serialized_end=1313
+  _globals['_ORDERCANCELLED']._serialized_start=1316
+  _globals['_ORDERCANCELLED']._serialized_end=1458
+  _globals['_ORDERREFUNDED']._serialized_start=1461
+  _globals['_ORDERREFUNDED']._serialized_end=1598
+  _globals['_ORDERPAID']._serialized_start=1600
+  _globals['_ORDERPAID']._serialized_end=1714
+  _globals['_REDPACKETCREATED']._serialized_start=1716
+  _globals['_REDPACKETCREATED']._serialized_end=1829
+  _globals['_REDPACKETGRABBED']._serialized_start=1832
+  _globals['_REDPACKETGRABBED']._serialized_end=1968
+  _globals['_PRODUCTPINNED']._serialized_start=1970
+  _globals['_PRODUCTPINNED']._serialized_end=2081
+  _globals['_LOTTERYOPENED']._serialized_start=2084
+  _globals['_LOTTERYOPENED']._serialized_end=2306
+  _globals['_LOTTERYDRAWN']._serialized_start=2309
+  _globals['_LOTTERYDRAWN']._serialized_end=2486
 # @@protoc_insertion_point(module_scope)
