@@ -1,14 +1,20 @@
-"""Commerce REST API (``/v1``): catalog, flash sales and reservations, orders, payments."""
+"""Commerce REST API (``/v1``): catalog, carts, orders, flash sales, payments, rooms.
+
+Every write (POST, PATCH) takes an ``Idempotency-Key``; PUT and DELETE are idempotent by
+definition. Callers are identified by their bearer token; every query is scoped to its tenant.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
+from typing import Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from livecart_commerce import catalog, lineup, orders
+from livecart_commerce import carts, catalog, lineup, orders
 from livecart_commerce.errors import IdempotencyKeyReused, LimitExceeded, SaleNotActive, SoldOut
 from livecart_commerce.flash_sale import (
     FlashSaleEngine,
@@ -18,7 +24,7 @@ from livecart_commerce.flash_sale import (
     ReserveResult,
 )
 from livecart_commerce.idempotency import IdempotencyKey, fingerprint, once
-from livecart_commerce.orders import Order
+from livecart_commerce.orders import Order, OrderLine
 from livecart_commerce.payments import SIGNATURE_HEADER, Payments, SimulatedProvider
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.errors import NotFound
@@ -35,6 +41,21 @@ _REFUSALS = {
         "this Idempotency-Key was already used with a different request"
     ),
 }
+
+
+def as_order(reserved: ReservedOrder) -> Order:
+    return Order(
+        id=reserved.id,
+        state=reserved.state,
+        origin="flash_sale",
+        flash_sale_id=reserved.flash_sale_id,
+        lines=[OrderLine(sku_id=reserved.sku_id, quantity=reserved.quantity,
+                         unit_price_minor=reserved.unit_price_minor)],
+        total_minor=reserved.quantity * reserved.unit_price_minor,
+        currency=reserved.currency,
+        created_at=reserved.created_at,
+        expires_at=reserved.expires_at,
+    )  # fmt: skip
 
 
 def reserved_or_refused(result: ReserveResult, sale_id: uuid.UUID) -> ReservedOrder:
@@ -55,8 +76,24 @@ class ReservationIn(BaseModel):
     quantity: int = Field(default=1, gt=0, le=100)
 
 
+class RefundIn(BaseModel):
+    restock: bool = Field(default=True, description="put the units back into the SKUs' stock")
+
+
+class Empty(BaseModel):
+    pass
+
+
+OrderState = Literal["reserved", "paid", "expired", "cancelled", "refunded"]
+
+
 def routes(
-    pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority, payments: Payments
+    pool: asyncpg.Pool,
+    engine: FlashSaleEngine,
+    tokens: TokenAuthority,
+    payments: Payments,
+    *,
+    payment_timeout: timedelta,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["commerce"])
     # Plain defaults, not local Annotated aliases: with postponed annotations FastAPI resolves
@@ -73,9 +110,118 @@ def routes(
             lambda conn: catalog.create_product(conn, caller.tenant_id, body),
         )  # fmt: skip
 
-    @router.get("/products/{product_id}", summary="A product and its SKUs")
+    @router.get("/products", summary="The shop's products, a page at a time")
+    async def list_products(
+        after: uuid.UUID | None = None,
+        limit: int = Query(default=50, ge=1, le=200),
+        caller: Principal = buyer,
+    ) -> catalog.ProductPage:
+        return await catalog.list_products(pool, caller.tenant_id, after=after, limit=limit)
+
+    @router.get("/products/{product_id}", summary="A product, its facts and its SKUs")
     async def get_product(product_id: uuid.UUID, caller: Principal = buyer) -> catalog.Product:
         return await catalog.get_product(pool, caller.tenant_id, product_id)
+
+    @router.patch("/skus/{sku_id}", summary="Reprice, restock or relabel a SKU")
+    async def change_sku(
+        sku_id: uuid.UUID, body: catalog.SkuChange, key: IdempotencyKey, caller: Principal = admin
+    ) -> catalog.Sku:
+        return await once(
+            pool, caller, key, fingerprint(f"skus/{sku_id}", body), catalog.Sku,
+            lambda conn: catalog.change_sku(conn, caller.tenant_id, sku_id, body),
+        )  # fmt: skip
+
+    @router.get("/cart", summary="The caller's cart at the catalog's prices now")
+    async def get_cart(caller: Principal = buyer) -> carts.Cart:
+        return await carts.get_cart(pool, caller.tenant_id, caller.subject)
+
+    @router.put("/cart/items/{sku_id}", summary="Put a quantity of a SKU in the cart")
+    async def set_cart_item(
+        sku_id: uuid.UUID, body: carts.CartItemIn, caller: Principal = buyer
+    ) -> carts.Cart:
+        return await carts.set_item(pool, caller.tenant_id, caller.subject, sku_id, body)
+
+    @router.delete("/cart/items/{sku_id}", summary="Take a SKU out of the cart")
+    async def remove_cart_item(sku_id: uuid.UUID, caller: Principal = buyer) -> carts.Cart:
+        return await carts.remove_item(pool, caller.tenant_id, caller.subject, sku_id)
+
+    @router.post(
+        "/cart/checkout",
+        status_code=201,
+        summary="Reserve the whole cart as one order (then pay it before it expires)",
+        responses={409: {"description": "cart_empty or not_enough_stock (nothing reserved)"}},
+    )
+    async def checkout(key: IdempotencyKey, caller: Principal = buyer) -> Order:
+        return await once(
+            pool, caller, key, fingerprint("cart/checkout", Empty()), Order,
+            lambda conn: carts.checkout(
+                conn, caller.tenant_id, caller.subject, idempotency_key=key,
+                request_hash=fingerprint("cart/checkout", Empty()),
+                payment_timeout=payment_timeout,
+            ),
+        )  # fmt: skip
+
+    @router.post(
+        "/orders",
+        status_code=201,
+        summary="Buy now: reserve these SKUs at the catalog's prices as one order",
+        responses={409: {"description": "not_enough_stock (nothing reserved)"}},
+    )
+    async def place_order(
+        body: orders.OrderIn, key: IdempotencyKey, caller: Principal = buyer
+    ) -> Order:
+        request_hash = fingerprint("orders", body)
+        return await once(
+            pool, caller, key, request_hash, Order,
+            lambda conn: orders.place(
+                conn, caller.tenant_id, caller.subject, body.items, idempotency_key=key,
+                request_hash=request_hash, payment_timeout=payment_timeout,
+            ),
+        )  # fmt: skip
+
+    @router.get(
+        "/orders", summary="The caller's orders (the merchant's: every buyer's), newest first"
+    )
+    async def list_orders(
+        state: OrderState | None = None,
+        before: datetime | None = None,
+        limit: int = Query(default=50, ge=1, le=200),
+        caller: Principal = buyer,
+    ) -> orders.OrderPage:
+        user = None if ADMIN in caller.scopes else caller.subject
+        return await orders.list_orders(
+            pool, caller.tenant_id, user, state=state, before=before, limit=limit
+        )
+
+    @router.post(
+        "/orders/{order_id}/cancel",
+        summary="Cancel an unpaid order; its units go back on sale",
+        responses={409: {"description": "order_not_cancellable (paid, expired or refunded)"}},
+    )
+    async def cancel_order(
+        order_id: uuid.UUID, key: IdempotencyKey, caller: Principal = buyer
+    ) -> Order:
+        return await once(
+            pool, caller, key, fingerprint(f"orders/{order_id}/cancel", Empty()), Order,
+            lambda conn: orders.cancel(
+                conn, caller.tenant_id, order_id, caller.subject, any_user=ADMIN in caller.scopes
+            ),
+        )  # fmt: skip
+
+    @router.post(
+        "/orders/{order_id}/refund",
+        summary="Refund a paid order in full through its payment provider",
+        responses={409: {"description": "order_not_refundable (not paid)"}},
+    )
+    async def refund_order(
+        order_id: uuid.UUID, body: RefundIn, key: IdempotencyKey, caller: Principal = admin
+    ) -> Order:
+        return await once(
+            pool, caller, key, fingerprint(f"orders/{order_id}/refund", body), Order,
+            lambda conn: payments.refund(
+                conn, caller.tenant_id, order_id, caller.subject, restock=body.restock
+            ),
+        )  # fmt: skip
 
     @router.post("/flash-sales", status_code=201, summary="Put SKU stock on a flash sale")
     async def create_flash_sale(
@@ -106,9 +252,9 @@ def routes(
         result = await engine.reserve(
             ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
         )
-        return Order.model_validate(reserved_or_refused(result, sale_id), from_attributes=True)
+        return as_order(reserved_or_refused(result, sale_id))
 
-    @router.get("/orders/{order_id}", summary="One of the caller's orders")
+    @router.get("/orders/{order_id}", summary="One of the caller's orders (the merchant: any)")
     async def get_order(order_id: uuid.UUID, caller: Principal = buyer) -> Order:
         return await orders.get_order(
             pool, caller.tenant_id, order_id, caller.subject, any_user=ADMIN in caller.scopes

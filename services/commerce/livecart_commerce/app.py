@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 
 from pydantic import SecretStr
 
@@ -39,7 +40,15 @@ async def setup(service: Service) -> None:
     key = hmac.new(webhook_key.encode(), b"livecart-payment-webhook", hashlib.sha256).digest()
     provider = SimulatedProvider(lambda: _own_webhook_url(service), key)
     payments = Payments(pool, provider, key)
-    service.http_app.include_router(routes(pool, engine, service.tokens, payments))
+    service.http_app.include_router(
+        routes(
+            pool,
+            engine,
+            service.tokens,
+            payments,
+            payment_timeout=timedelta(seconds=settings.payment_timeout_s),
+        )
+    )
     add_CommerceServiceServicer_to_server(
         CommerceServicer(pool, engine, service.tokens), service.grpc_server
     )

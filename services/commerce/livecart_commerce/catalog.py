@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 import asyncpg
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, model_validator
 
 from livecart_commerce.errors import NotEnoughStock
 from livecart_core.db import Executor, connection
@@ -25,7 +25,44 @@ class SkuIn(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 
-class ProductIn(BaseModel):
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class Shipping(BaseModel):
+    ships_from: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    min_days: int = Field(ge=0, le=365, description="business days to delivery, at best")
+    max_days: int = Field(ge=0, le=365, description="business days to delivery, at worst")
+    fee_minor: int = Field(default=0, ge=0, description="in minor units of the SKUs' currency")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Shipping:
+        if self.max_days < self.min_days:
+            raise ValueError("max_days must be at least min_days")
+        return self
+
+
+class Returns(BaseModel):
+    window_days: int = Field(ge=0, le=365, description="0: no returns")
+    free: bool = Field(default=False, description="the merchant pays return shipping")
+    conditions: str = Field(default="", max_length=2000)
+
+
+class Faq(BaseModel):
+    question: Text
+    answer: Text
+
+
+class ProductFacts(BaseModel):
+    """What a shopper (and the shopping assistant) reads about a product."""
+
+    description: str = Field(default="", max_length=5000)
+    images: list[AnyHttpUrl] = Field(default_factory=list, max_length=20)
+    shipping: Shipping | None = None
+    returns: Returns | None = None
+    faq: list[Faq] = Field(default_factory=list, max_length=50)
+
+
+class ProductIn(ProductFacts):
     title: Title
     skus: list[SkuIn] = Field(min_length=1, max_length=50)
 
@@ -34,10 +71,23 @@ class Sku(SkuIn):
     id: uuid.UUID
 
 
-class Product(BaseModel):
+class Product(ProductFacts):
     id: uuid.UUID
     title: str
     skus: list[Sku]
+
+
+class ProductPage(BaseModel):
+    products: list[Product]
+    next_after: uuid.UUID | None = Field(description="pass as `after` for the next page")
+
+
+class SkuChange(BaseModel):
+    price_minor: int | None = Field(default=None, ge=0)
+    stock_delta: int | None = Field(
+        default=None, ge=-10_000_000, le=10_000_000, description="units added (or removed)"
+    )
+    attributes: dict[str, str] | None = Field(default=None, max_length=20)
 
 
 class FlashSaleIn(BaseModel):
@@ -69,10 +119,14 @@ class FlashSale(BaseModel):
 
 async def create_product(db: Executor, tenant: str, product: ProductIn) -> Product:
     async with connection(db) as conn, conn.transaction():
+        facts = product.model_dump(mode="json", include=set(ProductFacts.model_fields))
         product_id = await conn.fetchval(
-            "insert into products (tenant_id, title) values ($1, $2) returning id",
+            "insert into products (tenant_id, title, description, images, shipping, returns, faq)"
+            " values ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb) returning id",
             tenant,
             product.title,
+            product.description,
+            *(json.dumps(facts[k]) for k in ("images", "shipping", "returns", "faq")),
         )
         skus = [
             Sku(
@@ -90,27 +144,92 @@ async def create_product(db: Executor, tenant: str, product: ProductIn) -> Produ
             )
             for sku in product.skus
         ]
-    return Product(id=product_id, title=product.title, skus=skus)
+    return Product(id=product_id, skus=skus, **product.model_dump(exclude={"skus"}))
 
 
-async def get_product(pool: asyncpg.Pool, tenant: str, product_id: uuid.UUID) -> Product:
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "select id, title from products where id = $1 and tenant_id = $2", product_id, tenant
-        )
-        if row is None:
-            raise NotFound(f"product {product_id} not found")
-        skus = await conn.fetch(
-            "select id, price_minor, currency, stock, attributes from skus"
-            " where product_id = $1 and tenant_id = $2 order by created_at, id",
+_PRODUCT_COLUMNS = "id, title, description, images, shipping, returns, faq"
+
+
+async def get_product(db: Executor, tenant: str, product_id: uuid.UUID) -> Product:
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            f"select {_PRODUCT_COLUMNS} from products where id = $1 and tenant_id = $2",
             product_id,
             tenant,
         )
-    return Product(
-        id=row["id"],
-        title=row["title"],
-        skus=[Sku(**{**dict(s), "attributes": json.loads(s["attributes"])}) for s in skus],
+        products = await _with_skus(conn, tenant, rows)
+    if not products:
+        raise NotFound(f"product {product_id} not found")
+    return products[0]
+
+
+async def list_products(
+    pool: asyncpg.Pool, tenant: str, *, after: uuid.UUID | None, limit: int
+) -> ProductPage:
+    """The tenant's products in id order, a page at a time (keyset: ``after`` the last id)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"select {_PRODUCT_COLUMNS} from products where tenant_id = $1"
+            " and ($2::uuid is null or id > $2) order by id limit $3",
+            tenant,
+            after,
+            limit,
+        )
+        products = await _with_skus(conn, tenant, rows)
+    return ProductPage(
+        products=products, next_after=products[-1].id if len(products) == limit else None
     )
+
+
+async def _with_skus(
+    conn: asyncpg.Connection, tenant: str, rows: list[asyncpg.Record]
+) -> list[Product]:
+    skus = await conn.fetch(
+        "select product_id, id, price_minor, currency, stock, attributes from skus"
+        " where product_id = any($1::uuid[]) and tenant_id = $2 order by created_at, id",
+        [r["id"] for r in rows],
+        tenant,
+    )
+    by_product: dict[uuid.UUID, list[dict[str, object]]] = {r["id"]: [] for r in rows}
+    for s in skus:
+        by_product[s["product_id"]].append({**dict(s), "attributes": json.loads(s["attributes"])})
+    jsonb = ("images", "shipping", "returns", "faq")
+    return [
+        Product.model_validate(
+            {
+                **{k: r[k] for k in ("id", "title", "description")},
+                **{k: None if r[k] is None else json.loads(r[k]) for k in jsonb},
+                "skus": by_product[r["id"]],
+            }
+        )
+        for r in rows
+    ]
+
+
+async def change_sku(db: Executor, tenant: str, sku_id: uuid.UUID, change: SkuChange) -> Sku:
+    """Reprice, restock (or take stock off sale) and relabel a SKU; stock never goes below 0."""
+    async with connection(db) as conn:
+        row = await conn.fetchrow(
+            "update skus set price_minor = coalesce($3, price_minor),"
+            " stock = stock + coalesce($4, 0), attributes = coalesce($5::jsonb, attributes)"
+            " where id = $1 and tenant_id = $2 and stock + coalesce($4, 0) >= 0"
+            " returning id, price_minor, currency, stock, attributes",
+            sku_id,
+            tenant,
+            change.price_minor,
+            change.stock_delta,
+            None if change.attributes is None else json.dumps(change.attributes),
+        )
+        if row is None:
+            stock = await conn.fetchval(
+                "select stock from skus where id = $1 and tenant_id = $2", sku_id, tenant
+            )
+            if stock is None:
+                raise NotFound(f"sku {sku_id} not found")
+            raise NotEnoughStock(
+                f"sku {sku_id} has {stock} units; cannot remove {-(change.stock_delta or 0)}"
+            )
+    return Sku(**{**dict(row), "attributes": json.loads(row["attributes"])})
 
 
 async def create_flash_sale(db: Executor, tenant: str, sale: FlashSaleIn) -> FlashSale:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections import Counter
 
 import asyncpg
 
 from livecart.events.v1.commerce_pb2 import OrderExpired
 from livecart_commerce.events import append, event
+from livecart_commerce.orders import line_event, release_stock
 
 log = logging.getLogger("livecart.commerce.expiry")
 
@@ -39,28 +38,7 @@ class ExpirySweeper:
             )
             if not expired:
                 return 0
-            to_sales: Counter[uuid.UUID] = Counter()
-            to_buyers: Counter[tuple[uuid.UUID, str]] = Counter()
-            to_skus: Counter[uuid.UUID] = Counter()
-            for o in expired:
-                if o["flash_sale_id"] is not None:
-                    to_sales[o["flash_sale_id"]] += o["quantity"]
-                    to_buyers[o["flash_sale_id"], o["user_id"]] += o["quantity"]
-                else:
-                    to_skus[o["sku_id"]] += o["quantity"]
-            # Sorted, so concurrent sweepers and the reservation engine lock rows in one order.
-            for sale, units in sorted(to_sales.items()):
-                await conn.execute(
-                    "update flash_sales set remaining = remaining + $2 where id = $1", sale, units
-                )
-            await conn.executemany(
-                "update flash_sale_buyers set quantity = quantity - $3"
-                " where flash_sale_id = $1 and user_id = $2",
-                [(sale, user, units) for (sale, user), units in sorted(to_buyers.items())],
-            )
-            await conn.executemany(
-                "update skus set stock = stock + $2 where id = $1", sorted(to_skus.items())
-            )
+            lines = await release_stock(conn, expired)
             await append(
                 conn,
                 [
@@ -70,9 +48,10 @@ class ExpirySweeper:
                         order_expired=OrderExpired(
                             order_id=str(o["id"]),
                             user_id=o["user_id"],
-                            sku_id=str(o["sku_id"]),
+                            sku_id=str(o["sku_id"] or ""),
                             flash_sale_id=str(o["flash_sale_id"] or ""),
-                            quantity=o["quantity"],
+                            quantity=o["quantity"] or 0,
+                            lines=[line_event(line) for line in lines[o["id"]]],
                         ),
                     )
                     for o in expired

@@ -25,7 +25,7 @@ from enum import StrEnum
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from livecart.events.v1.commerce_pb2 import OrderReserved
+from livecart.events.v1.commerce_pb2 import OrderLine, OrderReserved
 from livecart_commerce.events import append, event
 
 _ORDER_COLUMNS = (
@@ -77,6 +77,7 @@ class ReservedOrder:
     quantity: int
     unit_price_minor: int
     currency: str
+    created_at: datetime
     expires_at: datetime
 
 
@@ -215,7 +216,7 @@ class FlashSaleEngine:
                         Outcome.RESERVED,
                         ReservedOrder(
                             order_id, "reserved", sale["sku_id"], sale_id, r.quantity,
-                            sale["sale_price_minor"], sale["currency"], expires_at,
+                            sale["sale_price_minor"], sale["currency"], sale["now"], expires_at,
                         ),
                     )  # fmt: skip
                     granted[(r.user_id, r.idempotency_key)] = result
@@ -232,6 +233,7 @@ class FlashSaleEngine:
     ) -> dict[tuple[str, str], asyncpg.Record]:
         rows = await conn.fetch(
             "select o.user_id, o.idempotency_key, o.request_hash, o.id, o.expires_at, o.state,"
+            " o.created_at,"
             " o.sku_id, o.flash_sale_id, o.quantity, o.unit_price_minor, o.currency"
             " from orders o join unnest($1::text[], $2::text[], $3::text[]) as k(tenant, u, key)"
             " on o.tenant_id = k.tenant and o.user_id = k.u and o.idempotency_key = k.key",
@@ -254,7 +256,7 @@ class FlashSaleEngine:
             Outcome.RESERVED,
             ReservedOrder(
                 row["id"], row["state"], row["sku_id"], row["flash_sale_id"], row["quantity"],
-                row["unit_price_minor"], row["currency"], row["expires_at"],
+                row["unit_price_minor"], row["currency"], row["created_at"], row["expires_at"],
             ),
         )  # fmt: skip
 
@@ -299,6 +301,7 @@ class FlashSaleEngine:
         )  # fmt: skip
         expires = Timestamp()
         expires.FromDatetime(expires_at)
+        sku_text = str(sku)
         await append(
             conn,
             [
@@ -308,12 +311,16 @@ class FlashSaleEngine:
                     order_reserved=OrderReserved(
                         order_id=str(order_id),
                         user_id=r.user_id,
-                        sku_id=str(sku),
+                        sku_id=sku_text,
                         flash_sale_id=str(sale_id),
                         quantity=r.quantity,
                         unit_price_minor=price,
                         currency=currency,
                         expires_at=expires,
+                        lines=[
+                            OrderLine(sku_id=sku_text, quantity=r.quantity, unit_price_minor=price)
+                        ],
+                        total_minor=r.quantity * price,
                     ),
                 )
                 for order_id, r in orders

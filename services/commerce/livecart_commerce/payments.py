@@ -22,8 +22,10 @@ from typing import Protocol
 import asyncpg
 import httpx
 
-from livecart.events.v1.commerce_pb2 import OrderPaid
+from livecart.events.v1.commerce_pb2 import OrderPaid, OrderRefunded
+from livecart_commerce import orders
 from livecart_commerce.events import append, event
+from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 
 SIGNATURE_HEADER = "Livecart-Signature"
@@ -33,6 +35,10 @@ class OrderNotPayable(FailedPrecondition):
     code = "order_not_payable"
 
 
+class OrderNotRefundable(FailedPrecondition):
+    code = "order_not_refundable"
+
+
 class PaymentProvider(Protocol):
     """A payment service provider adapter."""
 
@@ -40,6 +46,11 @@ class PaymentProvider(Protocol):
 
     async def create_payment(self, order_id: uuid.UUID, amount_minor: int, currency: str) -> str:
         """Register a payment with the provider; returns the provider's reference."""
+        ...
+
+    async def refund(self, reference: str, amount_minor: int, currency: str) -> None:
+        """Refund a settled payment in full; must be idempotent per reference (a retry after a
+        crash calls it again). Raises when the provider refuses."""
         ...
 
 
@@ -55,9 +66,13 @@ class SimulatedProvider:
     def __init__(self, webhook_url: Callable[[], str], webhook_key: bytes) -> None:
         self.webhook_url = webhook_url
         self.webhook_key = webhook_key
+        self.refunded: dict[str, tuple[int, str]] = {}
 
     async def create_payment(self, order_id: uuid.UUID, amount_minor: int, currency: str) -> str:
         return f"sim_{uuid.uuid4().hex}"
+
+    async def refund(self, reference: str, amount_minor: int, currency: str) -> None:
+        self.refunded[reference] = (amount_minor, currency)
 
     async def complete(self, reference: str, status: str = "succeeded") -> httpx.Response:
         """What the PSP does when the buyer pays: POST the signed webhook."""
@@ -83,7 +98,8 @@ class Payments:
         """Open a payment for the caller's reserved order (again: the same pending payment)."""
         async with self.pool.acquire() as conn, conn.transaction():
             order = await conn.fetchrow(
-                "select quantity * unit_price_minor as amount, currency, state from orders"
+                "select coalesce(total_minor, quantity * unit_price_minor) as amount, currency,"
+                " state from orders"
                 " where id = $1 and tenant_id = $2 and user_id = $3 for update",
                 order_id,
                 tenant,
@@ -145,7 +161,9 @@ class Payments:
                 payment["order_id"],
             )
             if paid is None:
-                # The order expired (its stock went back on sale) before the money came in.
+                # The order expired or was cancelled (its stock went back on sale) before the
+                # money came in: give the money back.
+                await self.provider.refund(reference, payment["amount_minor"], payment["currency"])
                 await self._set(conn, reference, "refunded")
                 return {"reference": reference, "state": "refunded"}
             await self._set(conn, reference, "succeeded")
@@ -162,6 +180,51 @@ class Payments:
             )
             await append(conn, [paid_event])
             return {"reference": reference, "state": "succeeded"}
+
+    async def refund(
+        self, db: Executor, tenant: str, order_id: uuid.UUID, merchant: str, *, restock: bool
+    ) -> orders.Order:
+        """Refund a paid order in full through its provider (the merchant's call); with
+        ``restock`` its units go back into the SKUs' stock. Refunding again changes nothing."""
+        async with connection(db) as conn, conn.transaction():
+            order = await conn.fetchrow(
+                "select id, user_id, state, flash_sale_id, now() as now,"
+                " coalesce(total_minor, quantity * unit_price_minor) as amount, currency"
+                " from orders where id = $1 and tenant_id = $2 for update",
+                order_id,
+                tenant,
+            )
+            if order is None:
+                raise NotFound(f"order {order_id} not found")
+            if order["state"] not in ("paid", "refunded"):
+                hint = (
+                    "; an unpaid order is cancelled instead" if order["state"] == "reserved" else ""
+                )
+                raise OrderNotRefundable(f"order {order_id} is {order['state']}{hint}")
+            if order["state"] == "paid":
+                payment = await conn.fetchrow(
+                    "select reference from payments where order_id = $1 and state = 'succeeded'"
+                    " for update",
+                    order_id,
+                )
+                reference = ""
+                if payment is not None:  # a lottery prize was never paid for
+                    reference = payment["reference"]
+                    await self.provider.refund(reference, order["amount"], order["currency"])
+                    await self._set(conn, reference, "refunded")
+                await conn.execute("update orders set state = 'refunded' where id = $1", order_id)
+                if restock:
+                    await orders.release_stock(conn, [order], to_sales=False)
+                refunded = OrderRefunded(
+                    order_id=str(order_id),
+                    user_id=order["user_id"],
+                    amount_minor=order["amount"],
+                    currency=order["currency"],
+                    provider_reference=reference,
+                    restocked=restock,
+                )
+                await append(conn, [event(tenant, order["now"], order_refunded=refunded)])
+            return await orders.get_order(conn, tenant, order_id, merchant, any_user=True)
 
     @staticmethod
     async def _set(conn: asyncpg.Connection, reference: str, state: str) -> None:

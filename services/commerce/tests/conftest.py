@@ -43,10 +43,10 @@ def commerce_process(
 @pytest.fixture(scope="module")
 def commerce(commerce_process: ServiceProcess) -> Iterator[httpx.Client]:
     """An HTTP client to the commerce process that, like a client SDK, puts a fresh
-    Idempotency-Key on every POST that does not set one."""
+    Idempotency-Key on every POST and PATCH that does not set one."""
 
     def add_key(request: httpx.Request) -> None:
-        if request.method == "POST" and "idempotency-key" not in request.headers:
+        if request.method in ("POST", "PATCH") and "idempotency-key" not in request.headers:
             request.headers["Idempotency-Key"] = uuid.uuid4().hex
 
     with httpx.Client(

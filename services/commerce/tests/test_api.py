@@ -36,7 +36,10 @@ def test_reservation_flow_with_idempotency_and_limits(commerce: httpx.Client) ->
     first = commerce.post(url, headers={**ann, "Idempotency-Key": "a1"}, json={"quantity": 1})
     assert first.status_code == 201, first.text
     order = first.json()
-    assert order["state"] == "reserved" and order["unit_price_minor"] == 9900
+    assert order["state"] == "reserved" and order["origin"] == "flash_sale"
+    line = {"sku_id": order["lines"][0]["sku_id"], "quantity": 1, "unit_price_minor": 9900}
+    assert order["lines"] == [line] and order["total_minor"] == 9900
+    assert commerce.get(f"/v1/orders/{order['id']}", headers=ann).json() == order
     again = commerce.post(url, headers={**ann, "Idempotency-Key": "a1"}, json={"quantity": 1})
     assert again.status_code == 201 and again.json()["id"] == order["id"]
     changed = commerce.post(url, headers={**ann, "Idempotency-Key": "a1"}, json={"quantity": 2})
@@ -46,7 +49,7 @@ def test_reservation_flow_with_idempotency_and_limits(commerce: httpx.Client) ->
     # A tampered price in the body is ignored: the price comes from the sale.
     bob = {**auth("shop-a", "bob", "commerce:buy"), "Idempotency-Key": "b1"}
     tampered = commerce.post(url, headers=bob, json={"quantity": 1, "unit_price_minor": 1})
-    assert tampered.status_code == 201 and tampered.json()["unit_price_minor"] == 9900
+    assert tampered.status_code == 201 and tampered.json()["total_minor"] == 9900
     cat = {**auth("shop-a", "cat", "commerce:buy"), "Idempotency-Key": "c1"}
     sold_out = commerce.post(url, headers=cat, json={"quantity": 1})
     assert sold_out.status_code == 409 and sold_out.json()["error"] == "sold_out"
