@@ -14,11 +14,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.commerce.v1 import commerce_service_pb2 as pb
 from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
-from livecart_commerce import catalog
+from livecart_commerce import catalog, lineup
 from livecart_commerce.api import BUY, reserved_or_refused
 from livecart_commerce.flash_sale import FlashSaleEngine, ReserveRequest
 from livecart_core.auth import TokenAuthority, grpc_principal
-from livecart_core.errors import InvalidArgument
+from livecart_core.errors import InvalidArgument, NotFound
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CommerceService"].full_name
 
@@ -84,3 +84,52 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
                 ends_at=_timestamp(sale.ends_at),
             )
         )
+
+    async def GetProduct(
+        self, request: pb.GetProductRequest, context: Any
+    ) -> pb.GetProductResponse:
+        caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
+        product = await catalog.get_product(
+            self.pool, caller.tenant_id, _uuid(request.product_id, "product_id")
+        )
+        return pb.GetProductResponse(product=_product(product))
+
+    async def GetPinnedProduct(
+        self, request: pb.GetPinnedProductRequest, context: Any
+    ) -> pb.GetPinnedProductResponse:
+        caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
+        if not 1 <= len(request.room_id) <= 200:
+            raise InvalidArgument("room_id must be 1 to 200 characters")
+        pin = await lineup.pinned(self.pool, caller.tenant_id, request.room_id)
+        if pin is None:
+            return pb.GetPinnedProductResponse(pinned=False)
+        product_id, pinned_at = pin
+        try:
+            product = await catalog.get_product(self.pool, caller.tenant_id, product_id)
+        except NotFound:
+            return pb.GetPinnedProductResponse(pinned=False)
+        return pb.GetPinnedProductResponse(
+            pinned=True, product=_product(product), pinned_at=_timestamp(pinned_at)
+        )
+
+
+def _product(product: catalog.Product) -> pb.Product:
+    return pb.Product(
+        id=str(product.id),
+        title=product.title,
+        description=product.description,
+        images=[str(url) for url in product.images],
+        skus=[
+            pb.Sku(
+                id=str(sku.id),
+                price_minor=sku.price_minor,
+                currency=sku.currency,
+                stock=sku.stock,
+                attributes=sku.attributes,
+            )
+            for sku in product.skus
+        ],
+        shipping=pb.Shipping(**product.shipping.model_dump()) if product.shipping else None,
+        returns=pb.Returns(**product.returns.model_dump()) if product.returns else None,
+        faq=[pb.Faq(question=f.question, answer=f.answer) for f in product.faq],
+    )

@@ -7,6 +7,7 @@ into a product card in the room.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 import asyncpg
@@ -109,3 +110,14 @@ async def pin(pool: asyncpg.Pool, tenant: str, room: str, product_id: uuid.UUID)
         )
         await append(conn, [event(tenant, product["now"], product_pinned=pinned)])
     return await get_lineup(pool, tenant, room)
+
+
+async def pinned(pool: asyncpg.Pool, tenant: str, room: str) -> tuple[uuid.UUID, datetime] | None:
+    """The room's pinned product and when it was pinned, or None."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "select product_id, pinned_at from room_pins where tenant_id = $1 and room_id = $2",
+            tenant,
+            room,
+        )
+    return None if row is None else (row["product_id"], row["pinned_at"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -13,7 +15,7 @@ from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
 from livecart_core.rpc import create_channel
 from livecart_core.testing import ServiceProcess
 
-from .conftest import TOKENS, new_sale
+from .conftest import MERCHANT, TOKENS, new_sale
 
 
 @pytest.fixture
@@ -77,3 +79,68 @@ async def test_bad_grpc_calls_get_a_status(
         await stub.ReserveFlashSale(request_, metadata=sent)
     assert refused.value.code() == code
     assert refused.value.details()
+
+
+async def test_product_and_pinned_product_over_grpc(
+    stub: pb_grpc.CommerceServiceStub, commerce: httpx.Client
+) -> None:
+    def make_product() -> str:
+        made = commerce.post(
+            "/v1/products",
+            headers=MERCHANT,
+            json={"title": "Silk scarf", "description": "Mulberry silk.",
+                  "images": ["https://cdn.example.com/scarf.jpg"],
+                  "shipping": {"ships_from": "Hangzhou", "min_days": 2, "max_days": 5},
+                  "returns": {"window_days": 7},
+                  "faq": [{"question": "Washable?", "answer": "Hand wash cold."}],
+                  "skus": [{"price_minor": 4900, "currency": "USD", "stock": 3,
+                            "attributes": {"colour": "red"}}]},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        product_id: str = made.json()["id"]
+        return product_id
+
+    product_id = await asyncio.to_thread(make_product)
+    got = await stub.GetProduct(pb.GetProductRequest(product_id=product_id), metadata=bearer("x"))
+    product = got.product
+    assert (product.title, product.description, list(product.images)) == (
+        "Silk scarf", "Mulberry silk.", ["https://cdn.example.com/scarf.jpg"],
+    )  # fmt: skip
+    assert product.shipping.ships_from == "Hangzhou" and product.returns.window_days == 7
+    assert product.faq[0].answer == "Hand wash cold."
+    assert product.skus[0].price_minor == 4900 and dict(product.skus[0].attributes) == {
+        "colour": "red"
+    }
+
+    room = f"room-{uuid.uuid4().hex[:8]}"
+    ask = pb.GetPinnedProductRequest(room_id=room)
+    assert not (await stub.GetPinnedProduct(ask, metadata=bearer("x"))).pinned
+
+    def pin() -> None:
+        lineup = {"product_ids": [product_id]}
+        assert commerce.put(f"/v1/rooms/{room}/lineup", headers=MERCHANT, json=lineup).is_success
+        pin = {"product_id": product_id}
+        assert commerce.put(f"/v1/rooms/{room}/pin", headers=MERCHANT, json=pin).is_success
+
+    await asyncio.to_thread(pin)
+    on_screen = await stub.GetPinnedProduct(ask, metadata=bearer("x"))
+    assert on_screen.pinned and on_screen.product.id == product_id
+    assert on_screen.pinned_at.seconds > 0
+    other_tenant = await stub.GetPinnedProduct(ask, metadata=bearer("x", tenant="shop-b"))
+    assert not other_tenant.pinned
+
+    for bad, code in [
+        (pb.GetProductRequest(product_id="nope"), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.GetProductRequest(product_id=str(uuid.uuid4())), grpc.StatusCode.NOT_FOUND),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetProduct(bad, metadata=bearer("x"))
+        assert refused.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as theirs:
+        await stub.GetProduct(
+            pb.GetProductRequest(product_id=product_id), metadata=bearer("x", tenant="shop-b")
+        )
+    assert theirs.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as no_room:
+        await stub.GetPinnedProduct(pb.GetPinnedProductRequest(room_id=""), metadata=bearer("x"))
+    assert no_room.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -52,6 +52,16 @@ class CommerceServiceStub:
                 request_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleRequest.SerializeToString,
                 response_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleResponse.FromString,
                 _registered_method=True)
+        self.GetProduct = channel.unary_unary(
+                '/livecart.commerce.v1.CommerceService/GetProduct',
+                request_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetProductRequest.SerializeToString,
+                response_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetProductResponse.FromString,
+                _registered_method=True)
+        self.GetPinnedProduct = channel.unary_unary(
+                '/livecart.commerce.v1.CommerceService/GetPinnedProduct',
+                request_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetPinnedProductRequest.SerializeToString,
+                response_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetPinnedProductResponse.FromString,
+                _registered_method=True)
 
 
 class CommerceServiceServicer:
@@ -80,6 +90,20 @@ class CommerceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProduct(self, request, context):
+        """A product with its SKUs and the facts a shopper asks about.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPinnedProduct(self, request, context):
+        """The product on screen in a live room (for the shopping assistant and chat).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommerceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +116,16 @@ def add_CommerceServiceServicer_to_server(servicer, server):
                     servicer.GetFlashSale,
                     request_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleRequest.FromString,
                     response_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleResponse.SerializeToString,
+            ),
+            'GetProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProduct,
+                    request_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetProductRequest.FromString,
+                    response_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetProductResponse.SerializeToString,
+            ),
+            'GetPinnedProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPinnedProduct,
+                    request_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetPinnedProductRequest.FromString,
+                    response_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetPinnedProductResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -156,6 +190,60 @@ class CommerceService:
             '/livecart.commerce.v1.CommerceService/GetFlashSale',
             livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleRequest.SerializeToString,
             livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecart.commerce.v1.CommerceService/GetProduct',
+            livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetProductRequest.SerializeToString,
+            livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPinnedProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecart.commerce.v1.CommerceService/GetPinnedProduct',
+            livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetPinnedProductRequest.SerializeToString,
+            livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetPinnedProductResponse.FromString,
             options,
             channel_credentials,
             insecure,
