@@ -13,6 +13,7 @@ from livecart_commerce.api import routes
 from livecart_commerce.expiry import ExpirySweeper
 from livecart_commerce.flash_sale import FlashSaleEngine
 from livecart_commerce.grpc_api import SERVICE_NAME, CommerceServicer
+from livecart_commerce.lottery import CHAT_TOPIC, LotteryDrawer, chat_entries, lottery_routes
 from livecart_commerce.outbox import OutboxRelay
 from livecart_commerce.payments import Payments, SimulatedProvider
 from livecart_commerce.red_packets import red_packet_routes
@@ -21,8 +22,8 @@ from livecart_core.service import Service, ServiceDefinition
 
 
 async def setup(service: Service) -> None:
-    """The REST API, and the background work every commerce process runs: the outbox relay
-    and the expiry sweep."""
+    """The REST API, and the background work every commerce process runs: the outbox relay,
+    the expiry sweep, the lottery drawer and lottery entry from chat."""
     assert service.database is not None
     settings = service.settings
     assert isinstance(settings, CommerceSettings)
@@ -53,8 +54,12 @@ async def setup(service: Service) -> None:
         CommerceServicer(pool, engine, service.tokens), service.grpc_server
     )
     service.http_app.include_router(red_packet_routes(pool, service.tokens))
+    service.http_app.include_router(lottery_routes(pool, service.tokens))
     service.run_in_background("outbox-relay", relay.run())
     service.run_in_background("expiry-sweep", sweeper.run())
+    drawer = LotteryDrawer(pool, delay_s=settings.lottery_draw_delay_s)
+    service.run_in_background("lottery-drawer", drawer.run())
+    await service.bus.subscribe(CHAT_TOPIC, "commerce-lottery", chat_entries(pool))
 
 
 def _own_webhook_url(service: Service) -> str:

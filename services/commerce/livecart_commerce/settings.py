@@ -21,3 +21,8 @@ class CommerceSettings(ServiceSettings):
         default=None, description="signs provider webhooks; derived from the auth secret if unset"
     )
     outbox_idle_s: float = Field(default=0.05, gt=0, description="relay pause when nothing is new")
+    lottery_draw_delay_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="lotteries are drawn this long after they close, so late chat still enters",
+    )
