@@ -10,7 +10,8 @@ in one transaction every few milliseconds; ``coalesce=False`` is the naive desig
 - API: ``python -m livecart_commerce`` as its own process (``LIVECART_FLASH_SALE_COALESCE``
   picks the mode; Kafka runs for its outbox relay), the sale created over HTTP, and
   ``--clients`` load processes each firing its share of the buyers' reservations (own token and
-  Idempotency-Key per buyer, ``--in-flight`` at a time, keep-alive). The load processes' CPU is
+  Idempotency-Key per buyer, ``--in-flight`` at a time, keep-alive HTTP/1.1 with prepared
+  requests, so the client costs far less than the service). The load processes' CPU is
   measured with the service's: on a 2-core box the client can be the limit, and
   ``api_client_bound`` says when it was (each load process above 90 % of a core).
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -44,8 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import httpx
 
+from livecart.commerce.v1 import commerce_service_pb2 as pb
+from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
 from livecart_commerce.app import SERVICE
 from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
 from livecart_core.auth import TokenAuthority
@@ -85,20 +88,56 @@ async def worker(url: str, sale: str, coalesce: bool, first: int, count: int, po
     await db.close()
 
 
+class Lane:
+    """One keep-alive HTTP/1.1 connection sending prepared requests, one at a time.
+
+    Written for the benchmark instead of using httpx (~0.5 ms of CPU a request here, as much as
+    the service itself): a request is prepared bytes and an answer is a status line, headers
+    and a Content-Length body, so the load generator stays much cheaper than what it measures.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def load_generator(base: str, sale: str, first: int, count: int, in_flight: int) -> None:
     """One load process: tokens and connections first, then on go its buyers' reservations
     over HTTP, ``in_flight`` at a time; it reports its statuses, latencies and CPU seconds."""
-    if importlib.util.find_spec("sniffio") is None:
-        # httpcore tries ``import sniffio`` for every lock it makes, and without the package
-        # each try searches all of sys.path again (~0.3 ms of CPU a request): fail it once.
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
     authority = TokenAuthority(os.environ["LIVECART_AUTH_SECRET"])
-    buyers = iter(
+    address = httpx.URL(base)
+    host, port = address.host, address.port or 80
+    body = b"{}"
+    requests = iter(
         [
-            {
-                "Authorization": f"Bearer {authority.issue(TENANT, f'u{i}', ['commerce:buy'])}",
-                "Idempotency-Key": f"{sale}-{i}",
-            }
+            (
+                f"POST /v1/flash-sales/{sale}/reservations HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                f"Authorization: Bearer {authority.issue(TENANT, f'u{i}', ['commerce:buy'])}\r\n"
+                f"Idempotency-Key: {sale}-{i}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
             for i in range(first, first + count)
         ]
     )
@@ -106,42 +145,88 @@ async def load_generator(base: str, sale: str, first: int, count: int, in_flight
     statuses: Counter[str] = Counter()
     retried = 0
 
-    async def lane(client: httpx.AsyncClient) -> None:
+    async def lane(conn: Lane) -> None:
         nonlocal retried
-        for headers in buyers:
+        for request in requests:
             began = time.perf_counter()
             while True:
                 try:
-                    response = await client.post(
-                        f"/v1/flash-sales/{sale}/reservations", headers=headers, json={}
-                    )
+                    status, _ = await conn.send(request)
                     break
-                except httpx.TransportError:
+                except (OSError, asyncio.IncompleteReadError):
                     # The server closed the keep-alive connection as we sent; the same
                     # Idempotency-Key makes sending again safe, as any real client would.
                     retried += 1
                     if retried > 10:
                         raise
+                    conn.close()
+                    await conn.connect()
             latencies.append((time.perf_counter() - began) * 1000)
-            statuses[str(response.status_code)] += 1
+            statuses[str(status)] += 1
 
-    async with contextlib.AsyncExitStack() as stack:
-        # One client per lane, each with one keep-alive connection: httpcore's pool does work
-        # per waiting request per connection, so one shared pool of 64 costs ~5 ms of CPU a
-        # request and the load generator, not the service, would be measured.
-        lanes = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=1))
-            )
-            for _ in range(in_flight)
-        ]
-        await asyncio.gather(*(client.get("/healthz") for client in lanes))  # connect now
+    lanes = [Lane(host, port) for _ in range(in_flight)]
+    try:
+        await asyncio.gather(*(conn.connect() for conn in lanes))
+        health = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        assert all(s == 200 for s, _ in await asyncio.gather(*(c.send(health) for c in lanes)))
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         start, cpu = time.time(), time.process_time()
-        await asyncio.gather(*(lane(client) for client in lanes))
+        await asyncio.gather(*(lane(conn) for conn in lanes))
         cpu, end = time.process_time() - cpu, time.time()
+    finally:
+        for conn in lanes:
+            conn.close()
     report = {"start": start, "end": end, "cpu_s": cpu, "retried": retried}
+    print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
+
+
+async def grpc_load_generator(
+    target: str, sale: str, first: int, count: int, in_flight: int
+) -> None:
+    """The same as ``load_generator`` over gRPC (``CommerceService.ReserveFlashSale``): one
+    channel per lane, so calls are not serialised on one HTTP/2 connection."""
+    authority = TokenAuthority(os.environ["LIVECART_AUTH_SECRET"])
+    calls = iter(
+        [
+            (
+                pb.ReserveFlashSaleRequest(
+                    flash_sale_id=sale, quantity=1, idempotency_key=f"{sale}-{i}"
+                ),
+                (
+                    (
+                        "authorization",
+                        f"Bearer {authority.issue(TENANT, f'u{i}', ['commerce:buy'])}",
+                    ),
+                ),
+            )
+            for i in range(first, first + count)
+        ]
+    )
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+
+    async def lane(stub: pb_grpc.CommerceServiceStub) -> None:
+        for request, metadata in calls:
+            began = time.perf_counter()
+            try:
+                await stub.ReserveFlashSale(request, metadata=metadata, timeout=60)
+                statuses["201"] += 1  # reported as HTTP's "created", so runs compare
+            except grpc.aio.AioRpcError as refused:
+                statuses[refused.code().name] += 1
+            latencies.append((time.perf_counter() - began) * 1000)
+
+    channels = [grpc.aio.insecure_channel(target) for _ in range(in_flight)]
+    try:
+        await asyncio.gather(*(c.channel_ready() for c in channels))
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        start, cpu = time.time(), time.process_time()
+        await asyncio.gather(*(lane(pb_grpc.CommerceServiceStub(c)) for c in channels))
+        cpu, end = time.process_time() - cpu, time.time()
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+    report = {"start": start, "end": end, "cpu_s": cpu, "retried": 0}
     print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
 
 
@@ -279,8 +364,10 @@ async def run_api(
     clients: int,
     in_flight: int,
     coalesce: bool,
+    protocol: str = "http",
 ) -> dict[str, float]:
-    """A fresh commerce process with its engine in the given mode, driven by load processes."""
+    """A fresh commerce process with its engine in the given mode, driven by load processes
+    over ``protocol`` (http or grpc)."""
     secret = secrets.token_urlsafe(32)
     env = {
         "LIVECART_DATABASE_URL": url,
@@ -295,11 +382,12 @@ async def run_api(
         assert service.process is not None
         sale = await create_sale_over_http(service.url, TokenAuthority(secret), buyers)
         share = buyers // clients
+        target = service.url if protocol == "http" else f"127.0.0.1:{service.grpc_port}"
         pid = service.process.pid
         went: list[tuple[float, float]] = []  # (wall, service CPU) at go
         reports = await fan_out(
             [
-                ["--loadgen", service.url, sale, str(c * share), str(share), str(in_flight)]
+                [f"--loadgen-{protocol}", target, sale, str(c * share), str(share), str(in_flight)]
                 for c in range(clients)
             ],
             env={**os.environ, "LIVECART_AUTH_SECRET": secret},
@@ -329,7 +417,7 @@ async def run_api(
     }
 
 
-async def main(buyers: int, pool: int, clients: int, in_flight: int) -> None:
+async def main(buyers: int, pool: int, clients: int, in_flight: int, layers: set[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="livecart-bench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             postgres = EmbeddedPostgres(Path(tmp) / "pg")
@@ -340,7 +428,7 @@ async def main(buyers: int, pool: int, clients: int, in_flight: int) -> None:
             stack.push_async_callback(db.close)
             await db.migrate(SERVICE.migrations)
             results = {}
-            for coalesce in (True, False):
+            for coalesce in (True, False) if "engine" in layers else ():
                 for processes in (1, 4):
                     results[coalesce, processes] = await run(
                         db, postgres.url, buyers, processes, coalesce, pool
@@ -351,14 +439,23 @@ async def main(buyers: int, pool: int, clients: int, in_flight: int) -> None:
             await asyncio.to_thread(broker.start)
             stack.callback(broker.stop)
             api = {
-                coalesce: await run_api(
-                    db, postgres.url, broker.bootstrap, buyers, clients, in_flight, coalesce
+                (protocol, coalesce): await run_api(
+                    db, postgres.url, broker.bootstrap, buyers, clients, in_flight, coalesce,
+                    protocol,
                 )
-                for coalesce in (True, False)
-            }
+                for protocol, coalesce in (("http", True), ("http", False), ("grpc", True))
+                if "api" in layers
+            }  # fmt: skip
+    print(f"buyers={buyers} buyers")
+    if results:
+        print_engine(results)
+    if api:
+        print_api(api, clients, in_flight)
+
+
+def print_engine(results: dict[tuple[bool, int], dict[str, float]]) -> None:
     flash1, flash4 = results[True, 1], results[True, 4]
     naive1, naive4 = results[False, 1], results[False, 4]
-    print(f"buyers={buyers} buyers")
     print(f"reservations_per_s={flash1['per_s']:.0f} reservations/s")
     print(f"reserve_p50_ms={flash1['p50']:.1f} ms")
     print(f"reserve_p99_ms={flash1['p99']:.1f} ms")
@@ -371,7 +468,10 @@ async def main(buyers: int, pool: int, clients: int, in_flight: int) -> None:
     print(f"flash_vs_naive_ratio={flash1['per_s'] / naive1['per_s']:.2f} x")
     print(f"flash_vs_naive_ratio_4proc={flash4['per_s'] / naive4['per_s']:.2f} x")
     print(f"oversold={sum(int(r['oversold']) for r in results.values())} units")
-    flash, naive = api[True], api[False]
+
+
+def print_api(api: dict[tuple[str, bool], dict[str, float]], clients: int, in_flight: int) -> None:
+    flash, naive, grpc_flash = api["http", True], api["http", False], api["grpc", True]
     print(f"api_clients={clients} processes x {in_flight} in flight")
     print(f"api_reservations_per_s={flash['per_s']:.0f} reservations/s")
     print(f"api_reserve_p50_ms={flash['p50']:.1f} ms")
@@ -383,6 +483,12 @@ async def main(buyers: int, pool: int, clients: int, in_flight: int) -> None:
     print(f"api_naive_reserve_p99_ms={naive['p99']:.1f} ms")
     print(f"api_naive_service_cpu_pct={naive['service_cpu_pct']:.0f} %")
     print(f"api_flash_vs_naive_ratio={flash['per_s'] / naive['per_s']:.2f} x")
+    print(f"api_grpc_reservations_per_s={grpc_flash['per_s']:.0f} reservations/s")
+    print(f"api_grpc_reserve_p50_ms={grpc_flash['p50']:.1f} ms")
+    print(f"api_grpc_reserve_p99_ms={grpc_flash['p99']:.1f} ms")
+    print(f"api_grpc_loadgen_cpu_pct={grpc_flash['loadgen_cpu_pct']:.0f} %")
+    print(f"api_grpc_service_cpu_pct={grpc_flash['service_cpu_pct']:.0f} %")
+    print(f"api_grpc_client_bound={'yes' if grpc_flash['client_bound'] else 'no'}")
     print(f"api_retried={sum(int(r['retried']) for r in api.values())} requests")
     print(f"api_oversold={sum(int(r['oversold']) for r in api.values())} units")
 
@@ -391,14 +497,21 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         url, sale, coalesce, first, count, pool = sys.argv[2:8]
         asyncio.run(worker(url, sale, coalesce == "1", int(first), int(count), int(pool)))
-    elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen":
+    elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-http":
         base, sale, first, count, in_flight = sys.argv[2:7]
         asyncio.run(load_generator(base, sale, int(first), int(count), int(in_flight)))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-grpc":
+        target, sale, first, count, in_flight = sys.argv[2:7]
+        asyncio.run(grpc_load_generator(target, sale, int(first), int(count), int(in_flight)))
     else:
         parser = argparse.ArgumentParser()
         parser.add_argument("--buyers", type=int, default=10_000)
         parser.add_argument("--pool", type=int, default=8, help="connections per engine process")
         parser.add_argument("--clients", type=int, default=2, help="API load processes")
         parser.add_argument("--in-flight", type=int, default=64, help="requests per load process")
+        parser.add_argument(
+            "--layers", default="engine,api", help="engine, api or both (comma-separated)"
+        )
         args = parser.parse_args()
-        asyncio.run(main(args.buyers, args.pool, args.clients, args.in_flight))
+        layers = set(args.layers.split(","))
+        asyncio.run(main(args.buyers, args.pool, args.clients, args.in_flight, layers))

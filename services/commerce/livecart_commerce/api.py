@@ -101,6 +101,25 @@ def routes(
     admin = Depends(require(tokens, ADMIN))
     buyer = Depends(require(tokens, BUY))
 
+    # The flash-sale hot path first: routes are matched in order.
+    @router.post(
+        "/flash-sales/{sale_id}/reservations",
+        status_code=201,
+        summary="Reserve units of a flash sale; the order then waits for payment",
+        responses={
+            404: {"description": "no such sale for this tenant"},
+            409: {"description": "sold_out, limit_exceeded or sale_not_active"},
+            422: {"description": "invalid body, or idempotency_key_reused"},
+        },
+    )
+    async def reserve(
+        sale_id: uuid.UUID, body: ReservationIn, key: IdempotencyKey, caller: Principal = buyer
+    ) -> Order:
+        result = await engine.reserve(
+            ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
+        )
+        return as_order(reserved_or_refused(result, sale_id))
+
     @router.post("/products", status_code=201, summary="Create a product with its SKUs")
     async def create_product(
         body: catalog.ProductIn, key: IdempotencyKey, caller: Principal = admin
@@ -235,24 +254,6 @@ def routes(
     @router.get("/flash-sales/{sale_id}", summary="A flash sale and the units left")
     async def get_flash_sale(sale_id: uuid.UUID, caller: Principal = buyer) -> catalog.FlashSale:
         return await catalog.get_flash_sale(pool, caller.tenant_id, sale_id)
-
-    @router.post(
-        "/flash-sales/{sale_id}/reservations",
-        status_code=201,
-        summary="Reserve units of a flash sale; the order then waits for payment",
-        responses={
-            404: {"description": "no such sale for this tenant"},
-            409: {"description": "sold_out, limit_exceeded or sale_not_active"},
-            422: {"description": "invalid body, or idempotency_key_reused"},
-        },
-    )
-    async def reserve(
-        sale_id: uuid.UUID, body: ReservationIn, key: IdempotencyKey, caller: Principal = buyer
-    ) -> Order:
-        result = await engine.reserve(
-            ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
-        )
-        return as_order(reserved_or_refused(result, sale_id))
 
     @router.get("/orders/{order_id}", summary="One of the caller's orders (the merchant: any)")
     async def get_order(order_id: uuid.UUID, caller: Principal = buyer) -> Order:

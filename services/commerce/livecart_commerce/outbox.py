@@ -14,7 +14,7 @@ import logging
 
 import asyncpg
 
-from livecart_core.bus import EventBus
+from livecart_core.bus import EventBus, Outgoing
 
 log = logging.getLogger("livecart.commerce.outbox")
 LOCK = "commerce.outbox"
@@ -41,16 +41,16 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await asyncio.gather(
-                *(
-                    self.bus.publish(
+            await self.bus.publish_many(
+                [
+                    Outgoing(
                         row["topic"],
                         row["key"],
                         bytes(row["payload"]),
-                        headers=[("event-id", str(row["event_id"]).encode())],
+                        (("event-id", str(row["event_id"]).encode()),),
                     )
                     for row in rows
-                )
+                ]
             )
             await conn.execute(
                 "update outbox set published_at = now() where id = any($1::bigint[])",

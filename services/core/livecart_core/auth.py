@@ -7,6 +7,7 @@ which answers 401 for a missing or bad token and 403 for a missing scope.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,12 @@ class TokenAuthority:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"the signing secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
+        # A prepared key: PyJWT otherwise re-checks a plain secret for PEM/SSH formats on every
+        # decode, which is most of its cost per request.
+        self._key = jwt.PyJWK(
+            {"kty": "oct", "k": base64.urlsafe_b64encode(secret.encode()).rstrip(b"=").decode()},
+            algorithm=ALGORITHM,
+        )
 
     def issue(
         self,
@@ -71,7 +78,7 @@ class TokenAuthority:
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                self._key,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
                 options={"require": ["exp", "iss", "sub", "tenant"]},

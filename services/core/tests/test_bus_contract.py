@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from livecart_core.bus import Event, EventBus, KafkaBus, MemoryBus
+from livecart_core.bus import Event, EventBus, KafkaBus, MemoryBus, Outgoing
 
 
 @pytest.fixture(params=["memory", "kafka"])
@@ -170,4 +170,23 @@ async def test_headers_travel_with_the_event(bus: EventBus) -> None:
     await eventually(lambda: len(seen) >= 1)
     assert seen[0].header("tenant") == b"acme"
     assert seen[0].header("traceparent") is not None
+    await sub.stop()
+
+
+async def test_publish_many_keeps_order_per_key_and_headers(bus: EventBus) -> None:
+    first, second, seen = topic(), topic(), []
+    batch = [
+        Outgoing(name, f"k{i % 3}", f"{name}:{i}".encode(), (("event-id", str(i).encode()),))
+        for i in range(30)
+        for name in (first, second)
+    ]
+    await bus.publish_many(batch)
+    sub = await bus.subscribe([first, second], "many", recorder(seen))
+    await eventually(lambda: len(seen) >= 60)
+    for name in (first, second):
+        for key in ("k0", "k1", "k2"):
+            values = [e.value.decode() for e in seen if e.topic == name and e.key == key]
+            assert values == [f"{name}:{i}" for i in range(30) if f"k{i % 3}" == key]
+    assert sorted(int(e.header("event-id") or b"-1") for e in seen) == sorted(list(range(30)) * 2)
+    assert all(e.header("traceparent") is None or e.header("traceparent") for e in seen)
     await sub.stop()

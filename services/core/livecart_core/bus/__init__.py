@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from livecart_core.bus.base import Event, EventBus, Handler, Subscription
+from livecart_core.bus.base import Event, EventBus, Handler, Outgoing, Subscription
 from livecart_core.bus.kafka import KafkaBus
 from livecart_core.bus.memory import MemoryBus
 from livecart_core.settings import ServiceSettings
 
-__all__ = ["Event", "EventBus", "Handler", "KafkaBus", "MemoryBus", "Subscription", "create_bus"]
+__all__ = [
+    "Event",
+    "EventBus",
+    "Handler",
+    "KafkaBus",
+    "MemoryBus",
+    "Outgoing",
+    "Subscription",
+    "create_bus",
+]
 
 
 def create_bus(settings: ServiceSettings) -> EventBus:

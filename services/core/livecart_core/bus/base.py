@@ -54,6 +54,16 @@ class Event:
 Handler = Callable[[Event], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event to publish with ``EventBus.publish_many``."""
+
+    topic: str
+    key: str
+    value: bytes | Message
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
 class Subscription(ABC):
     """A running member of a consumer group."""
 
@@ -88,6 +98,11 @@ class EventBus(ABC):
         headers: Iterable[tuple[str, bytes]] = (),
     ) -> None:
         """Append one event; returns once it is durable (Kafka: acks=all)."""
+
+    @abstractmethod
+    async def publish_many(self, events: Sequence[Outgoing]) -> None:
+        """Append ``events`` (in the given order within each key) under one span; returns once
+        all are durable. Cheaper than one ``publish`` each for a batch (an outbox relay)."""
 
     @abstractmethod
     async def subscribe(

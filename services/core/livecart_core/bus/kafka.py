@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,6 +28,7 @@ from livecart_core.bus.base import (
     Event,
     EventBus,
     Handler,
+    Outgoing,
     Subscription,
     deliver,
     encode,
@@ -137,6 +139,26 @@ class KafkaBus(EventBus):
                 headers=[*headers, *inject_headers()],
             )
         BUS_PUBLISHED.labels(self.backend, topic).inc()
+
+    async def publish_many(self, events: Sequence[Outgoing]) -> None:
+        if self._producer is None:
+            raise RuntimeError("kafka bus is not started")
+        topics = Counter(e.topic for e in events)
+        unknown = [t for t in topics if t not in self._known_topics]
+        if unknown:
+            await self.ensure_topics(unknown)
+        with trace.use_span(publish_span(",".join(sorted(topics))), end_on_exit=True):
+            context = inject_headers()
+            # send() only queues (it waits when the buffer is full); the acks come per batch.
+            acks = [
+                await self._producer.send(
+                    e.topic, encode(e.value), key=e.key.encode(), headers=[*e.headers, *context]
+                )
+                for e in events
+            ]
+            await asyncio.gather(*acks)
+        for name, count in topics.items():
+            BUS_PUBLISHED.labels(self.backend, name).inc(count)
 
     async def subscribe(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from livecart_core.bus.base import (
     Event,
     EventBus,
     Handler,
+    Outgoing,
     Subscription,
     TopicPartition,
     deliver,
@@ -104,6 +106,27 @@ class MemoryBus(EventBus):
             )
             partitions[p].append(event)
         BUS_PUBLISHED.labels(self.backend, topic).inc()
+        await self._notify()
+
+    async def publish_many(self, events: Sequence[Outgoing]) -> None:
+        topics = Counter(e.topic for e in events)
+        with trace.use_span(publish_span(",".join(sorted(topics))), end_on_exit=True):
+            context = inject_headers()
+            for e in events:
+                partitions = self._log(e.topic)
+                p = partition_for(e.key, len(partitions))
+                partitions[p].append(
+                    Event(
+                        topic=e.topic,
+                        key=e.key,
+                        value=encode(e.value),
+                        headers=(*e.headers, *context),
+                        partition=p,
+                        offset=len(partitions[p]),
+                    )
+                )
+        for name, count in topics.items():
+            BUS_PUBLISHED.labels(self.backend, name).inc(count)
         await self._notify()
 
     async def subscribe(
