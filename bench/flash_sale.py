@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -46,6 +47,7 @@ from typing import Any
 import asyncpg
 import grpc
 import httpx
+import uvloop
 
 from livecart.commerce.v1 import commerce_service_pb2 as pb
 from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
@@ -365,9 +367,11 @@ async def run_api(
     in_flight: int,
     coalesce: bool,
     protocol: str = "http",
+    replicas: int = 1,
 ) -> dict[str, float]:
-    """A fresh commerce process with its engine in the given mode, driven by load processes
-    over ``protocol`` (http or grpc)."""
+    """Fresh commerce processes (``replicas`` of them, as behind a load balancer) with the engine
+    in the given mode, driven by load processes over ``protocol`` (http or grpc); load process
+    ``c`` talks to replica ``c % replicas``."""
     secret = secrets.token_urlsafe(32)
     env = {
         "LIVECART_DATABASE_URL": url,
@@ -376,27 +380,31 @@ async def run_api(
         "LIVECART_LOG_LEVEL": "WARNING",
         "LIVECART_FLASH_SALE_COALESCE": str(coalesce).lower(),
     }
-    service = ServiceProcess("livecart_commerce", env)
-    await asyncio.to_thread(service.start)
+    services = [ServiceProcess("livecart_commerce", env) for _ in range(replicas)]
     try:
-        assert service.process is not None
-        sale = await create_sale_over_http(service.url, TokenAuthority(secret), buyers)
+        for service in services:
+            await asyncio.to_thread(service.start)
+        pids = [s.process.pid for s in services if s.process is not None]
+        sale = await create_sale_over_http(services[0].url, TokenAuthority(secret), buyers)
         share = buyers // clients
-        target = service.url if protocol == "http" else f"127.0.0.1:{service.grpc_port}"
-        pid = service.process.pid
-        went: list[tuple[float, float]] = []  # (wall, service CPU) at go
+        targets = [s.url if protocol == "http" else f"127.0.0.1:{s.grpc_port}" for s in services]
+        went: list[tuple[float, float]] = []  # (wall, services' CPU) at go
         reports = await fan_out(
             [
-                [f"--loadgen-{protocol}", target, sale, str(c * share), str(share), str(in_flight)]
+                [f"--loadgen-{protocol}", targets[c % replicas], sale, str(c * share), str(share),
+                 str(in_flight)]
                 for c in range(clients)
             ],
             env={**os.environ, "LIVECART_AUTH_SECRET": secret},
-            at_go=lambda: went.append((time.time(), cpu_seconds(pid))),
-        )
-        service_wall, service_cpu = time.time() - went[0][0], cpu_seconds(pid) - went[0][1]
+            at_go=lambda: went.append((time.time(), sum(map(cpu_seconds, pids)))),
+        )  # fmt: skip
+        service_wall = time.time() - went[0][0]
+        service_cpu = sum(map(cpu_seconds, pids)) - went[0][1]
     finally:
-        await asyncio.to_thread(service.stop)
-    service.log.unlink()  # kept when the run failed: it says why
+        for service in services:
+            await asyncio.to_thread(service.stop)
+    for service in services:
+        service.log.unlink()  # kept when the run failed: it says why
     statuses: Counter[str] = sum((Counter(r["statuses"]) for r in reports), Counter())
     # Every buyer has a unit: anything but 201 is an error, not a refusal.
     assert set(statuses) == {"201"}, statuses
@@ -417,7 +425,9 @@ async def run_api(
     }
 
 
-async def main(buyers: int, pool: int, clients: int, in_flight: int, layers: set[str]) -> None:
+async def main(
+    buyers: int, pool: int, clients: int, in_flight: int, layers: set[str], replicas: int
+) -> None:
     with tempfile.TemporaryDirectory(prefix="livecart-bench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             postgres = EmbeddedPostgres(Path(tmp) / "pg")
@@ -439,18 +449,21 @@ async def main(buyers: int, pool: int, clients: int, in_flight: int, layers: set
             await asyncio.to_thread(broker.start)
             stack.callback(broker.stop)
             api = {
-                (protocol, coalesce): await run_api(
+                (protocol, coalesce, n): await run_api(
                     db, postgres.url, broker.bootstrap, buyers, clients, in_flight, coalesce,
-                    protocol,
+                    protocol, n,
                 )
-                for protocol, coalesce in (("http", True), ("http", False), ("grpc", True))
+                for protocol, coalesce, n in (
+                    ("http", True, 1), ("http", False, 1), ("grpc", True, 1),
+                    ("http", True, replicas),
+                )
                 if "api" in layers
             }  # fmt: skip
     print(f"buyers={buyers} buyers")
     if results:
         print_engine(results)
     if api:
-        print_api(api, clients, in_flight)
+        print_api(api, clients, in_flight, replicas)
 
 
 def print_engine(results: dict[tuple[bool, int], dict[str, float]]) -> None:
@@ -470,8 +483,11 @@ def print_engine(results: dict[tuple[bool, int], dict[str, float]]) -> None:
     print(f"oversold={sum(int(r['oversold']) for r in results.values())} units")
 
 
-def print_api(api: dict[tuple[str, bool], dict[str, float]], clients: int, in_flight: int) -> None:
-    flash, naive, grpc_flash = api["http", True], api["http", False], api["grpc", True]
+def print_api(
+    api: dict[tuple[str, bool, int], dict[str, float]], clients: int, in_flight: int, replicas: int
+) -> None:
+    flash, naive = api["http", True, 1], api["http", False, 1]
+    grpc_flash, scaled = api["grpc", True, 1], api["http", True, replicas]
     print(f"api_clients={clients} processes x {in_flight} in flight")
     print(f"api_reservations_per_s={flash['per_s']:.0f} reservations/s")
     print(f"api_reserve_p50_ms={flash['p50']:.1f} ms")
@@ -489,14 +505,20 @@ def print_api(api: dict[tuple[str, bool], dict[str, float]], clients: int, in_fl
     print(f"api_grpc_loadgen_cpu_pct={grpc_flash['loadgen_cpu_pct']:.0f} %")
     print(f"api_grpc_service_cpu_pct={grpc_flash['service_cpu_pct']:.0f} %")
     print(f"api_grpc_client_bound={'yes' if grpc_flash['client_bound'] else 'no'}")
+    print(f"api_replicas={replicas} service processes")
+    print(f"api_reservations_per_s_replicas={scaled['per_s']:.0f} reservations/s")
+    print(f"api_reserve_p99_ms_replicas={scaled['p99']:.1f} ms")
+    print(f"api_service_cpu_pct_replicas={scaled['service_cpu_pct']:.0f} %")
     print(f"api_retried={sum(int(r['retried']) for r in api.values())} requests")
     print(f"api_oversold={sum(int(r['oversold']) for r in api.values())} units")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        # As a service runs its engine: on uvloop, start-up objects frozen out of the collector.
         url, sale, coalesce, first, count, pool = sys.argv[2:8]
-        asyncio.run(worker(url, sale, coalesce == "1", int(first), int(count), int(pool)))
+        gc.freeze()
+        uvloop.run(worker(url, sale, coalesce == "1", int(first), int(count), int(pool)))
     elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-http":
         base, sale, first, count, in_flight = sys.argv[2:7]
         asyncio.run(load_generator(base, sale, int(first), int(count), int(in_flight)))
@@ -510,8 +532,13 @@ if __name__ == "__main__":
         parser.add_argument("--clients", type=int, default=2, help="API load processes")
         parser.add_argument("--in-flight", type=int, default=64, help="requests per load process")
         parser.add_argument(
+            "--replicas", type=int, default=2, help="commerce processes in the scaled API run"
+        )
+        parser.add_argument(
             "--layers", default="engine,api", help="engine, api or both (comma-separated)"
         )
         args = parser.parse_args()
         layers = set(args.layers.split(","))
-        asyncio.run(main(args.buyers, args.pool, args.clients, args.in_flight, layers))
+        asyncio.run(
+            main(args.buyers, args.pool, args.clients, args.in_flight, layers, args.replicas)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,11 +16,23 @@ from livecart.events.v1.commerce_pb2 import CommerceEvent
 TOPIC = "commerce.events"
 
 
-def event(tenant: str, occurred_at: datetime, **change: Any) -> CommerceEvent:
-    """A new event with its own id; ``change`` is one field of the ``change`` oneof."""
+def new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs from one read of the OS's random source; ``uuid4()``
+    reads it once per id, a system call that was a fifth of a batch's CPU on the hot path."""
+    pool = os.urandom(16 * count)
+    return [uuid.UUID(bytes=pool[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
+
+
+def event(
+    tenant: str, occurred_at: datetime, event_id: uuid.UUID | None = None, **change: Any
+) -> CommerceEvent:
+    """A new event (with ``event_id``, or a fresh one); ``change`` is one field of the
+    ``change`` oneof."""
     stamp = Timestamp()
     stamp.FromDatetime(occurred_at)
-    return CommerceEvent(event_id=str(uuid.uuid4()), tenant_id=tenant, occurred_at=stamp, **change)
+    return CommerceEvent(
+        event_id=str(event_id or uuid.uuid4()), tenant_id=tenant, occurred_at=stamp, **change
+    )
 
 
 async def append(conn: asyncpg.Connection, events: Sequence[CommerceEvent]) -> None:

@@ -26,7 +26,7 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1.commerce_pb2 import OrderLine, OrderReserved
-from livecart_commerce.events import append, event
+from livecart_commerce.events import append, event, new_ids
 
 _ORDER_COLUMNS = (
     "tenant_id", "id", "user_id", "sku_id", "flash_sale_id", "quantity", "unit_price_minor",
@@ -195,6 +195,7 @@ class FlashSaleEngine:
             results: list[ReserveResult] = []
             granted: dict[tuple[str, str], ReserveResult] = {}
             new_orders: list[tuple[uuid.UUID, ReserveRequest]] = []
+            order_ids = iter(new_ids(len(requests)))
             for r in requests:
                 replay = self._replay(r, earlier) or granted.get((r.user_id, r.idempotency_key))
                 if replay is not None:
@@ -210,7 +211,7 @@ class FlashSaleEngine:
                 else:
                     remaining -= r.quantity
                     bought[r.user_id] = bought.get(r.user_id, 0) + r.quantity
-                    order_id = uuid.uuid4()
+                    order_id = next(order_ids)
                     new_orders.append((order_id, r))
                     result = ReserveResult(
                         Outcome.RESERVED,
@@ -302,17 +303,19 @@ class FlashSaleEngine:
         expires = Timestamp()
         expires.FromDatetime(expires_at)
         sku_text = str(sku)
+        sale_text = str(sale_id)
         await append(
             conn,
             [
                 event(
                     tenant,
                     sale["now"],
+                    event_id,
                     order_reserved=OrderReserved(
                         order_id=str(order_id),
                         user_id=r.user_id,
                         sku_id=sku_text,
-                        flash_sale_id=str(sale_id),
+                        flash_sale_id=sale_text,
                         quantity=r.quantity,
                         unit_price_minor=price,
                         currency=currency,
@@ -323,6 +326,6 @@ class FlashSaleEngine:
                         total_minor=r.quantity * price,
                     ),
                 )
-                for order_id, r in orders
+                for (order_id, r), event_id in zip(orders, new_ids(len(orders)), strict=True)
             ],
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -212,6 +213,9 @@ async def _serve(definition: ServiceDefinition, settings: ServiceSettings) -> No
     service = Service(definition, settings)
     try:
         await service.start()
+        # Everything alive now (modules, app, pools) lives as long as the process: keep it out of
+        # the collector's scans, which otherwise grow with it and stall busy request paths.
+        gc.freeze()
         await wait_for_signal()
     finally:
         await service.stop()

@@ -128,7 +128,7 @@ class KafkaBroker:
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                            "-c", str(config)),
                 check=True,
                 stdout=subprocess.DEVNULL,
