@@ -190,3 +190,20 @@ async def test_publish_many_keeps_order_per_key_and_headers(bus: EventBus) -> No
     assert sorted(int(e.header("event-id") or b"-1") for e in seen) == sorted(list(range(30)) * 2)
     assert all(e.header("traceparent") is None or e.header("traceparent") for e in seen)
     await sub.stop()
+
+
+async def test_a_member_joining_at_the_end_sees_everything_after_positions(bus: EventBus) -> None:
+    name, seen = topic(), []
+    for i in range(5):
+        await bus.publish(name, f"k{i}", b"before")
+    sub = await bus.subscribe(
+        name, f"late-{uuid.uuid4().hex}", recorder(seen), from_beginning=False
+    )
+    positions = await sub.positions()
+    assert {tp for tp in positions} == {(name, p) for p in range(8)}
+    assert sum(positions.values()) == 5  # it starts after the five earlier events
+    for i in range(20):
+        await bus.publish(name, f"k{i}", b"after")
+    await eventually(lambda: len(seen) >= 20)
+    assert {e.value for e in seen} == {b"after"}
+    await sub.stop()

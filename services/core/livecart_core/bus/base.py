@@ -73,6 +73,12 @@ class Subscription(ABC):
         """The partitions this member owns right now."""
 
     @abstractmethod
+    async def positions(self, timeout_s: float = 30.0) -> dict[TopicPartition, int]:
+        """Wait until this member owns partitions and knows where it reads from in each; the
+        offset it reads next, per partition. A member that joined at the end (a new group
+        with ``from_beginning=False``) sees every event published after this returns."""
+
+    @abstractmethod
     async def stop(self) -> None:
         """Leave the group; an event being handled is not committed and will be delivered again."""
 

@@ -200,6 +200,16 @@ class _KafkaSubscription(Subscription):
     def assignment(self) -> frozenset[tuple[str, int]]:
         return frozenset((tp.topic, tp.partition) for tp in self.consumer.assignment())
 
+    async def positions(self, timeout_s: float = 30.0) -> dict[tuple[str, int], int]:
+        async with asyncio.timeout(timeout_s):
+            # aiokafka has no public event for "assigned"; the group join takes ~a second.
+            while not self.consumer.assignment():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            return {
+                (tp.topic, tp.partition): await self.consumer.position(tp)
+                for tp in self.consumer.assignment()
+            }
+
     async def _run(self) -> None:
         while True:
             try:

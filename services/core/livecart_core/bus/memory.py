@@ -176,6 +176,9 @@ class _MemberSubscription(Subscription):
                     owned.add((topic, p))
         return frozenset(owned)
 
+    async def positions(self, timeout_s: float = 30.0) -> dict[TopicPartition, int]:
+        return {tp: self.state.committed.get(tp, 0) for tp in self.assignment}
+
     async def run(self) -> None:
         bus = self.bus
         while True:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlivecart/events/v1/chat.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n\tChatEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07\x63omment\x18\n \x01(\x0b\x32\x1b.livecart.events.v1.CommentH\x00\x42\x06\n\x04\x62ody\">\n\x07\x43omment\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlivecart/events/v1/chat.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x02\n\tChatEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07\x63omment\x18\n \x01(\x0b\x32\x1b.livecart.events.v1.CommentH\x00\x12*\n\x05likes\x18\x0b \x01(\x0b\x32\x19.livecart.events.v1.LikesH\x00\x12\x31\n\x06system\x18\x0c \x01(\x0b\x32\x1f.livecart.events.v1.SystemEventH\x00\x12\x34\n\nmoderation\x18\r \x01(\x0b\x32\x1e.livecart.events.v1.ModerationH\x00\x42\x06\n\x04\x62ody\"\x16\n\x05Likes\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\">\n\x0bSystemEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tdata_json\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"\xb1\x01\n\nModeration\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x12\n\nby_user_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_user_id\x18\x03 \x01(\t\x12\x12\n\nduration_s\x18\x04 \x01(\x05\x12\x12\n\ninterval_s\x18\x05 \x01(\x05\x12\x12\n\npinned_seq\x18\x06 \x01(\x03\x12+\n\x06pinned\x18\x07 \x01(\x0b\x32\x1b.livecart.events.v1.Comment\">\n\x07\x43omment\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecart.events.v1.chat_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHATEVENT']._serialized_start=87
-  _globals['_CHATEVENT']._serialized_end=253
-  _globals['_COMMENT']._serialized_start=255
-  _globals['_COMMENT']._serialized_end=317
+  _globals['_CHATEVENT']._serialized_end=402
+  _globals['_LIKES']._serialized_start=404
+  _globals['_LIKES']._serialized_end=426
+  _globals['_SYSTEMEVENT']._serialized_start=428
+  _globals['_SYSTEMEVENT']._serialized_end=490
+  _globals['_MODERATION']._serialized_start=493
+  _globals['_MODERATION']._serialized_end=670
+  _globals['_COMMENT']._serialized_start=672
+  _globals['_COMMENT']._serialized_end=734
 # @@protoc_insertion_point(module_scope)
