@@ -81,6 +81,14 @@ class Service:
         self._serving: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        # Listeners a service opens beside HTTP and gRPC (chat's WebSocket port), by name.
+        self.endpoints: dict[str, int] = {}
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` first when the service stops (latest registered first): for what a
+        service starts itself, such as its own listener."""
+        self._on_stop.append(callback)
 
     @property
     def tokens(self) -> TokenAuthority:
@@ -136,10 +144,20 @@ class Service:
             await asyncio.sleep(0.01)
         log.info(
             "service started",
-            extra={"service": self.name, "http_port": self.http.port, "grpc_port": self.grpc_port},
+            extra={
+                "service": self.name,
+                "http_port": self.http.port,
+                "grpc_port": self.grpc_port,
+                **{f"{name}_port": port for name, port in self.endpoints.items()},
+            },
         )
 
     async def stop(self) -> None:
+        for callback in reversed(self._on_stop):
+            try:
+                await callback()
+            except Exception:
+                log.exception("a stop callback failed", extra={"service": self.name})
         if self.http is not None:
             self.http.stop()
         await self.grpc_server.stop(grace=2)

@@ -85,12 +85,15 @@ class ServiceProcess:
         self.module = module
         self.http_port = int(env.get("LIVECART_HTTP_PORT") or free_port())
         self.grpc_port = int(env.get("LIVECART_GRPC_PORT") or free_port())
+        self.ws_port = int(env.get("LIVECART_WS_PORT") or free_port())  # chat's viewer port
         self.env = {
             **os.environ,
             "LIVECART_HTTP_HOST": "127.0.0.1",
             "LIVECART_GRPC_HOST": "127.0.0.1",
             "LIVECART_HTTP_PORT": str(self.http_port),
             "LIVECART_GRPC_PORT": str(self.grpc_port),
+            "LIVECART_WS_HOST": "127.0.0.1",
+            "LIVECART_WS_PORT": str(self.ws_port),
             "LIVECART_LOG_FORMAT": "text",
             "LIVECART_READINESS_INTERVAL_S": "0.2",
             "LIVECART_AUTH_SECRET": TEST_AUTH_SECRET,

@@ -1,0 +1,306 @@
+"""The viewers' WebSocket endpoint, ``/ws/rooms/{room}`` (docs/chat-protocol.md).
+
+The websockets library does the handshake, frame parsing, size and UTF-8 checks, pings and
+closing; this module authenticates the viewer, joins it to the room (recovering what it missed),
+and handles its messages. A refused message gets an error frame with the reason; a socket that
+keeps sending refused or invalid messages is closed (4429).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from livecart.events.v1.chat_pb2 import Comment
+from livecart_chat import events
+from livecart_chat.metrics import MESSAGES, VIEWERS
+from livecart_chat.moderation import Moderator
+from livecart_chat.node import ChatNode
+from livecart_chat.rooms import Room, Viewer, close, text_frame, write
+from livecart_chat.settings import ChatSettings
+from livecart_core.auth import Principal, TokenAuthority
+from livecart_core.errors import Unauthenticated
+
+log = logging.getLogger("livecart.chat.server")
+
+ROOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+PATH = re.compile(r"^/ws/rooms/([^/?]+)$")
+MAX_FRAME = 4096
+FLOOD_WINDOW_S = 10.0
+
+
+class Refused(Exception):
+    """A client message the node will not act on; becomes an error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ChatServer:
+    def __init__(
+        self,
+        settings: ChatSettings,
+        node: ChatNode,
+        tokens: TokenAuthority,
+        moderator: Moderator,
+    ) -> None:
+        self.settings = settings
+        self.node = node
+        self.tokens = tokens
+        self.moderator = moderator
+        self.server: Server | None = None
+        self.actions: dict[str, Callable[[Viewer, Room, dict[str, Any]], Awaitable[None]]] = {
+            "comment": self._comment,
+            "like": self._like,
+            "pin": self._pin,
+            "unpin": self._unpin,
+            "mute": self._mute,
+            "unmute": self._unmute,
+            "ban": self._ban,
+            "slow_mode": self._slow_mode,
+            "clear": self._clear,
+        }
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        # The library logs every connection opened and closed at INFO: not at this scale.
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
+        self.server = await serve(
+            self.handle,
+            self.settings.ws_host,
+            self.settings.ws_port,
+            compression=None,  # one encoding of a batch serves every viewer
+            max_size=MAX_FRAME,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=5,
+        )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()  # viewers get 1001 and reconnect to another node
+            await self.server.wait_closed()
+
+    async def handle(self, conn: ServerConnection) -> None:
+        joined = await self._join(conn)
+        if joined is None:
+            return
+        viewer, room = joined
+        VIEWERS.inc()
+        try:
+            async for message in conn:
+                await self._on_message(viewer, room, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            room.viewers.discard(viewer)
+            VIEWERS.dec()
+
+    async def _join(self, conn: ServerConnection) -> tuple[Viewer, Room] | None:
+        assert conn.request is not None
+        url = urlsplit(conn.request.path)
+        query = parse_qs(url.query)
+        matched = PATH.match(url.path)
+        if matched is None or not ROOM_ID.match(matched.group(1)):
+            await conn.close(
+                4404, "no such room: the path is /ws/rooms/{room}, room [A-Za-z0-9._:-]"
+            )
+            return None
+        room_id = matched.group(1)
+        header = conn.request.headers.get("Authorization", "")
+        token = (query.get("token") or [""])[0] or header.removeprefix("Bearer ").strip()
+        try:
+            if not token:
+                raise Unauthenticated("missing token (?token= or Authorization: Bearer)")
+            caller = self.tokens.verify(token)
+        except Unauthenticated as exc:
+            await conn.close(4401, str(exc)[:120])
+            return None
+        refusal = _refusal(caller, room_id)
+        if refusal:
+            await conn.close(4403, refusal)
+            return None
+        try:
+            last_seq = int(query["last_seq"][0]) if "last_seq" in query else None
+        except ValueError:
+            await conn.close(4400, "last_seq must be an integer")
+            return None
+        room = await self.node.room(caller.tenant_id, room_id)
+        if caller.subject in room.bans:
+            await conn.close(4403, "banned from this room")
+            return None
+        missed = None if last_seq is None else await self.node.recover(room, last_seq)
+        # From here to adding the viewer nothing awaits: the welcome, what it missed and every
+        # later batch reach it in order, none twice.
+        welcome: dict[str, Any] = {
+            "type": "welcome", "room": room_id, "user_id": caller.subject,
+            "seq": room.flushed_seq, "slow_mode_s": room.slow_mode_s, "pinned": room.pinned,
+            "batch_ms": self.settings.batch_ms,
+        }  # fmt: skip
+        if last_seq is not None:
+            welcome["recovered"] = missed is not None
+        write(conn, text_frame(events.encode(welcome)))
+        replay = missed if missed is not None else [e.data for e in room.recent()]
+        if replay:
+            write(conn, text_frame(replay_batch(replay, room.total_likes)))
+        name = (query.get("name") or [caller.subject])[0][:50]
+        viewer = Viewer(conn, caller.subject, name, caller.scopes)
+        room.viewers.add(viewer)
+        return viewer, room
+
+    async def _on_message(self, viewer: Viewer, room: Room, message: str | bytes) -> None:
+        ref: str | None = None
+        try:
+            if isinstance(message, bytes):
+                raise Refused("invalid_message", "send JSON text frames")
+            try:
+                parsed = json.loads(message)
+            except ValueError:
+                raise Refused("invalid_json", "the message is not valid JSON") from None
+            if not isinstance(parsed, dict):
+                raise Refused("invalid_message", "a message is a JSON object with a type")
+            raw_ref = parsed.get("ref")
+            if raw_ref is not None and (not isinstance(raw_ref, str) or len(raw_ref) > 64):
+                raise Refused("invalid_message", "ref must be a string of at most 64 characters")
+            ref = raw_ref
+            action = self.actions.get(parsed.get("type"))  # type: ignore[arg-type]
+            if action is None:
+                raise Refused("unknown_type", f"unknown message type {parsed.get('type')!r}")
+            await action(viewer, room, parsed)
+            MESSAGES.labels("ok").inc()
+            if ref is not None:
+                write(viewer.conn, text_frame(events.encode({"type": "ack", "ref": ref})))
+        except Refused as refused:
+            MESSAGES.labels(refused.code).inc()
+            error = {"type": "error", "ref": ref, "code": refused.code, "message": refused.message}
+            write(viewer.conn, text_frame(events.encode(error)))
+            self._count_refusal(viewer)
+
+    def _count_refusal(self, viewer: Viewer) -> None:
+        now = time.monotonic()
+        viewer.refusals.append(now)
+        while viewer.refusals and viewer.refusals[0] < now - FLOOD_WINDOW_S:
+            viewer.refusals.popleft()
+        if len(viewer.refusals) > self.settings.flood_limit:
+            close(viewer, 4429, "flooding: too many refused or invalid messages")
+
+    # -- actions --
+
+    async def _comment(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        _need(viewer, "chat")
+        text = message.get("text")
+        if not isinstance(text, str):
+            raise Refused("invalid_message", "a comment needs a text string")
+        now = time.time()
+        muted = room.muted_until(viewer.user_id, now)
+        if muted is not None:
+            raise Refused("muted", f"you are muted in this room for {int(muted - now) + 1} s more")
+        if room.slow_mode_s and not viewer.moderator:
+            last = room.last_comment.get(viewer.user_id)
+            if last is not None and now - last < room.slow_mode_s:
+                wait = int(room.slow_mode_s - (now - last)) + 1
+                raise Refused("slow_mode", f"slow mode: wait {wait} s")
+        verdict = self.moderator.check(
+            room.tenant, room.room, viewer.user_id, text, exempt=viewer.moderator
+        )
+        if verdict.code is not None:
+            raise Refused(verdict.code, verdict.message)
+        room.last_comment[viewer.user_id] = now
+        event = events.comment(room.tenant, room.room, viewer.user_id, viewer.name, verdict.text)
+        await self.node.bus.publish(events.TOPIC, room.key, event)
+
+    async def _like(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        _need(viewer, "chat")
+        count = message.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100:
+            raise Refused("invalid_message", "like.count is an integer from 1 to 100")
+        room.local_likes += count
+
+    async def _moderate(self, viewer: Viewer, room: Room, **action: Any) -> None:
+        _need(viewer, "chat:moderate")
+        event = events.moderation(room.tenant, room.room, by_user_id=viewer.user_id, **action)
+        await self.node.bus.publish(events.TOPIC, room.key, event)
+
+    async def _pin(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        _need(viewer, "chat:moderate")
+        seq = message.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise Refused("invalid_message", "pin.seq is the comment's sequence number")
+        shown = room.comment_by_seq(seq)
+        if shown is None:
+            raise Refused("not_found", f"no recent comment with seq {seq}")
+        pinned = Comment(user_id=shown["user_id"], display_name=shown["name"], text=shown["text"])
+        await self._moderate(viewer, room, action="pin", pinned_seq=seq, pinned=pinned)
+
+    async def _unpin(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        await self._moderate(viewer, room, action="unpin")
+
+    async def _mute(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        user = _user(message)
+        duration = message.get("duration_s", 600)
+        if not isinstance(duration, int) or isinstance(duration, bool):
+            raise Refused("invalid_message", "mute.duration_s is whole seconds")
+        if not 1 <= duration <= 7 * 86_400:
+            raise Refused("invalid_message", "mute.duration_s is 1 s to 7 days")
+        await self._moderate(viewer, room, action="mute", target_user_id=user, duration_s=duration)
+
+    async def _unmute(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        await self._moderate(viewer, room, action="unmute", target_user_id=_user(message))
+
+    async def _ban(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        user = _user(message)
+        if user == viewer.user_id:
+            raise Refused("invalid_message", "you cannot ban yourself")
+        await self._moderate(viewer, room, action="ban", target_user_id=user)
+
+    async def _slow_mode(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        interval = message.get("interval_s")
+        if not isinstance(interval, int) or isinstance(interval, bool) or not 0 <= interval <= 3600:
+            raise Refused("invalid_message", "slow_mode.interval_s is 0 (off) to 3600 seconds")
+        await self._moderate(viewer, room, action="slow_mode", interval_s=interval)
+
+    async def _clear(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
+        await self._moderate(viewer, room, action="clear")
+
+
+def _need(viewer: Viewer, scope: str) -> None:
+    if scope not in viewer.scopes:
+        raise Refused("permission_denied", f"this needs the {scope!r} scope")
+
+
+def _user(message: dict[str, Any]) -> str:
+    user = message.get("user_id")
+    if not isinstance(user, str) or not 1 <= len(user) <= 200:
+        raise Refused("invalid_message", "user_id is the user's id")
+    return user
+
+
+def _refusal(caller: Principal, room: str) -> str | None:
+    if "play" not in caller.scopes:
+        return "the token does not have the 'play' scope"
+    if caller.room is not None and caller.room != room:
+        return f"the token is for room {caller.room!r}, not {room!r}"
+    return None
+
+
+def replay_batch(encoded: list[bytes], total_likes: int) -> bytes:
+    """What a joining viewer missed (or the room's recent events), marked as a replay."""
+    return (
+        b'{"type":"batch","events":[' + b",".join(encoded)
+        + b'],"likes":0,"total_likes":%d,"dropped":0,"replay":true}' % total_likes
+    )  # fmt: skip
