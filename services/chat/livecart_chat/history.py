@@ -38,7 +38,13 @@ class History:
             event = None
         async with self.pool.acquire() as conn, conn.transaction():
             if event is not None and event.tenant_id and event.room_id:
-                await self._store(conn, event, message.offset + 1)
+                try:
+                    async with conn.transaction():
+                        await self._store(conn, event, message.offset + 1)
+                except asyncpg.DataError as exc:
+                    # Values Postgres cannot hold (a NUL in a text): retrying cannot help, and
+                    # would hold up the partition's history.
+                    log.warning("chat event not stored", extra={"why": repr(exc)})
             await conn.execute(
                 "insert into history_progress (partition, next_offset) values ($1, $2)"
                 " on conflict (partition) do update set next_offset = excluded.next_offset"
@@ -85,7 +91,7 @@ class History:
         if m.action == "mute":
             await conn.execute(
                 "insert into room_mutes (tenant_id, room_id, user_id, until, by_user)"
-                " values ($1, $2, $3, $4 + make_interval(secs => $5), $6)"
+                " values ($1, $2, $3, $4::timestamptz + make_interval(secs => $5), $6)"
                 " on conflict (tenant_id, room_id, user_id)"
                 " do update set until = excluded.until, by_user = excluded.by_user",
                 tenant, room, m.target_user_id, at, m.duration_s, m.by_user_id,

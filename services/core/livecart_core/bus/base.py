@@ -159,21 +159,20 @@ async def deliver(backend: str, group: str, event: Event, handler: Handler) -> N
             record_exception=True,
             set_status_on_exception=True,
         ):
+            failed: Exception | None = None
             try:
                 await handler(event)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                failed = True
-            else:
-                failed = False
-        if not failed:
+            except Exception as exc:
+                failed = exc
+        if failed is None:
             BUS_HANDLED.labels(backend, event.topic, group).inc()
             return
         BUS_HANDLER_FAILURES.labels(backend, event.topic, group).inc()
         log.warning(
             "handler failed; retrying",
-            exc_info=True,
+            exc_info=failed,
             extra={
                 "topic": event.topic,
                 "group": group,
