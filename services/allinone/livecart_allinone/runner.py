@@ -24,7 +24,7 @@ from livecart_ingest.app import SERVICE as INGEST
 from livecart_relay.app import SERVICE as RELAY
 from livecart_transcode.app import SERVICE as TRANSCODE
 
-DEV_SCOPES = ["commerce:admin", "commerce:buy"]
+DEV_SCOPES = ["commerce:admin", "commerce:buy", "play", "chat", "chat:moderate", "chat:system"]
 SERVICES = [CONTROL, INGEST, RELAY, TRANSCODE, CHAT, COMMERCE, ASSISTANT, ANALYTICS]
 log = logging.getLogger("livecart.dev")
 
@@ -44,6 +44,12 @@ async def run(dev: DevSettings) -> None:
     services: list[Service] = []
     try:
         for index, definition in enumerate(SERVICES):
+            # Chat's viewer WebSocket port sits beside the HTTP ports (8094 by default).
+            listeners = (
+                {"ws_host": dev.host, "ws_port": dev.http_port_base + 14}
+                if "ws_port" in definition.settings.model_fields
+                else {}
+            )
             settings = load_settings(
                 definition.settings,
                 bus="memory",
@@ -55,6 +61,7 @@ async def run(dev: DevSettings) -> None:
                 grpc_port=dev.grpc_port_base + index,
                 database_pool_size=3,
                 auth_secret=auth_secret,
+                **listeners,
             )
             service = Service(definition, settings, bus=bus)
             services.append(service)
@@ -86,6 +93,9 @@ def banner(services: list[Service], database_url: str, elapsed_s: float) -> str:
             f"  {s.name:<10} {base}/docs   grpc {s.settings.grpc_host}:{s.grpc_port}"
             f"   ({base}/healthz /readyz /metrics)"
         )
+        if "ws" in s.endpoints:
+            host = s.settings.http_host
+            lines.append(f"  {'':<10} ws://{host}:{s.endpoints['ws']}/ws/rooms/{{room}}?token=…")
     lines += [
         "",
         f"  postgres   {database_url}",
