@@ -149,7 +149,11 @@ def test_every_deployment_runs_its_service_with_probes_and_kafka(
         assert annotations["prometheus.io/path"] == "/metrics", name
         assert annotations["prometheus.io/port"] == str(ports["http"]), name
         service_ports = {p["name"]: p["targetPort"] for p in services[name]["spec"]["ports"]}
-        assert service_ports == {"http": "http", "grpc": "grpc"}, name
+        if component == "chat":  # the viewers' WebSocket, and the setting that names its port
+            assert variables["LIVECART_WS_PORT"]["value"] == str(ports["ws"]), name
+            assert service_ports == {"http": "http", "grpc": "grpc", "ws": "ws"}, name
+        else:
+            assert service_ports == {"http": "http", "grpc": "grpc"}, name
 
 
 def test_core_services_read_the_database_url_from_the_chart_secret(helm: Helm) -> None:

@@ -30,6 +30,10 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
 {{- with $v.env }}
 {{ toYaml . }}
 {{- end }}
+{{- range .svc.extraPorts }}
+- name: {{ .env }}
+  value: {{ .port | quote }}
+{{- end }}
 {{- with .svc.env }}
 {{ toYaml . }}
 {{- end }}

@@ -1,7 +1,8 @@
 {{/*
 One Deployment and one Service per enabled entry of .Values.services, running
 `python -m livecart_<name>`. Every pod serves HTTP and gRPC on the same two ports (.Values.ports),
-so the Services are alike and a pod needs no per-service port table.
+so the Services are alike; a service with a listener of its own (chat's viewer WebSocket) names
+it in `extraPorts` ({name, port, env}: the setting that tells the service its port).
 Call with (dict "root" $ "database" true|false): whether the services read LIVECART_DATABASE_URL.
 */}}
 {{- define "livecart.workloads" -}}
@@ -44,6 +45,10 @@ spec:
               containerPort: {{ $v.ports.http }}
             - name: grpc
               containerPort: {{ $v.ports.grpc }}
+            {{- range $svc.extraPorts }}
+            - name: {{ .name }}
+              containerPort: {{ .port }}
+            {{- end }}
           # Start-up connects Kafka (and Postgres) before HTTP listens: give it a minute.
           startupProbe:
             httpGet: {path: /healthz, port: http}
@@ -77,6 +82,11 @@ spec:
     - name: grpc
       port: {{ $v.ports.grpc }}
       targetPort: grpc
+    {{- range $svc.extraPorts }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+    {{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}
