@@ -10,8 +10,10 @@ import httpx
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from livecart_core import metrics as livecart_metrics  # noqa: F401  # registers the families
+from livecart_chat import metrics as chat_metrics  # noqa: F401  # registers the families
+from livecart_core import metrics as livecart_metrics  # noqa: F401
 from livecart_core.localinfra.kafka import KafkaBroker
+from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.testing import ServiceProcess
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -45,14 +47,20 @@ def test_dashboard_is_well_formed() -> None:
     assert all(panel["targets"] for panel in dashboard["panels"])
 
 
-def test_every_metric_and_label_queried_is_exported(kafka_broker: KafkaBroker) -> None:
-    env = {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
-    with ServiceProcess("livecart_relay", env) as s:
-        httpx.get(f"{s.url}/docs", timeout=5)
-        exported = {
-            family.name
-            for family in text_string_to_metric_families(httpx.get(f"{s.url}/metrics").text)
-        }
+def test_every_metric_and_label_queried_is_exported(
+    kafka_broker: KafkaBroker, postgres: EmbeddedPostgres
+) -> None:
+    env = {
+        "LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "LIVECART_DATABASE_URL": postgres.url,
+        "LIVECART_MIGRATE_ON_START": "true",
+    }
+    exported: set[str] = set()
+    for module in ("livecart_relay", "livecart_chat"):  # the runtime's metrics, and chat's own
+        with ServiceProcess(module, env) as s:
+            httpx.get(f"{s.url}/docs", timeout=5)
+            text = httpx.get(f"{s.url}/metrics").text
+            exported |= {family.name for family in text_string_to_metric_families(text)}
     families = labels_by_family()
     exprs = expressions()
     assert len(exprs) >= 10
