@@ -1,5 +1,6 @@
 # The verbs of Livecart. Each one installs what it needs on a fresh machine (Python 3.11+,
-# Java 17 + Maven for the test broker, Go for buf and helm). Nothing fetched or built is committed.
+# Java 17 + Maven for the test broker, Go for buf, helm and Centrifugo). Nothing fetched or built
+# is committed.
 
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
@@ -10,11 +11,12 @@ export PATH := $(TOOLS_BIN):$(HOME)/.local/bin:$(PATH)
 export GRPC_ENABLE_FORK_SUPPORT := false
 BUF_VERSION := v1.75.0
 HELM_VERSION := v3.22.0
+CENTRIFUGO_VERSION := v6.9.1
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
 MYPY_PACKAGES := -p livecart_core -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
-.PHONY: dev test bench lint protos charts sync uv tools kafka clean
+.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo clean
 
 ## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
 dev: sync
@@ -25,10 +27,11 @@ test: lint kafka
 	$(UV) run --frozen pytest
 
 ## bench: every benchmark; each prints `name=value unit` lines
-bench: sync kafka
+bench: sync kafka centrifugo
 	$(UV) run --frozen python bench/bus.py
 	$(UV) run --frozen python bench/startup.py
 	$(UV) run --frozen python bench/flash_sale.py
+	$(UV) run --frozen python bench/chat.py
 
 ## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
@@ -64,6 +67,12 @@ tools:
 	@# A `go install`ed helm reports only "v3.22"; the module version in the binary is exact.
 	@test -x $(TOOLS_BIN)/helm && go version -m $(TOOLS_BIN)/helm | grep -q 'helm.sh/helm/v3[[:space:]]$(HELM_VERSION)[[:space:]]' \
 	  || GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+## centrifugo: the Centrifugo server (bench/chat.py's peer) built with `go install` into $(TOOLS_BIN)
+centrifugo:
+	@# Like helm, a `go install`ed centrifugo reports version 0.0.0; the module version is exact.
+	@test -x $(TOOLS_BIN)/centrifugo && go version -m $(TOOLS_BIN)/centrifugo | grep -q 'github.com/centrifugal/centrifugo/v6[[:space:]]$(CENTRIFUGO_VERSION)[[:space:]]' \
+	  || GOBIN=$(TOOLS_BIN) go install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
 
 ## kafka: Apache Kafka's jars from Maven Central into $(LIVECART_CACHE)
 kafka: sync
