@@ -442,7 +442,18 @@ class HttpLane:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> int:
-        if self.writer is None or self.writer.is_closing():
+        """The answer's status; an error leaves the lane to reconnect on the next post (the
+        server closes a request it took over 10 s to answer)."""
+        try:
+            return await self._post(path, body)
+        except (OSError, asyncio.IncompleteReadError):
+            if self.writer is not None:
+                self.writer.close()
+            self.writer = None
+            raise
+
+    async def _post(self, path: str, body: bytes) -> int:
+        if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
         self.writer.write(
@@ -958,6 +969,10 @@ def print_run(prefix: str, tag: str, r: dict[str, Any]) -> None:
     print(f"{p}{'node_' if not p else ''}cpu_pct{s}={r['cpu_pct']:.0f} %")
     print(f"{p}frames_per_s{s}={r['frames_per_s']:.0f} frames/s")
     print(f"{p}us_per_frame_sent{s}={r['us_per_frame']:.2f} us")
+    per_viewer = r["frames_per_s"] / max(1, r["viewers"])
+    print(f"{p}frames_per_viewer_per_s{s}={per_viewer:.1f} frames/s")
+    per_frame = r["deliveries_per_s"] / max(1.0, r["frames_per_s"])
+    print(f"{p}comments_per_frame{s}={per_frame:.1f} comments")
     print(f"{p}comments_sent_per_s{s}={r['sent_per_s']:.0f} comments/s")
     print(f"{p}comments_accepted_per_s{s}={r['accepted_per_s']:.0f} comments/s")
     print(f"{p}comments_acked{s}={r['acks']} comments")
