@@ -1173,7 +1173,7 @@ if __name__ == "__main__":
         parser.add_argument(
             "--read-every-ms",
             type=float,
-            default=50,
+            default=200,
             help="other viewers read once a tick (0: eager)",
         )
         parser.add_argument(
