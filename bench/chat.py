@@ -668,6 +668,11 @@ class Server:
     pid = 0
     infra: tuple[int, ...] = ()  # what it needs besides itself (Kafka, Postgres)
 
+    @property
+    def pids(self) -> list[int]:
+        """Every process serving this side (ours may run one per core on one port)."""
+        return [self.pid]
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -757,9 +762,15 @@ class OurNode(Server):
     name = "ours"
 
     def __init__(
-        self, bootstrap: str, database_url: str, extra_env: dict[str, str], infra: tuple[int, ...]
+        self,
+        bootstrap: str,
+        database_url: str,
+        extra_env: dict[str, str],
+        infra: tuple[int, ...],
+        processes: int = 1,
     ) -> None:
         self.infra = infra
+        self.processes = processes
         self.secret = secrets.token_urlsafe(32)
         self.env = {
             "LIVECART_WS_HOST": "127.0.0.1",
@@ -769,23 +780,33 @@ class OurNode(Server):
             "LIVECART_LOG_LEVEL": "WARNING",
             **extra_env,
         }
-        self.service: Any = None
+        self.services: list[Any] = []
         self.ws_port = 0
+
+    @property
+    def service(self) -> Any:
+        return self.services[0] if self.services else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.process.pid for s in self.services]
 
     async def start(self) -> None:
         from livecart_core.localinfra import free_port
         from livecart_core.testing import ServiceProcess
 
         self.ws_port = free_port()
-        self.service = ServiceProcess(
-            "livecart_chat", {**self.env, "LIVECART_WS_PORT": str(self.ws_port)}
-        )
-        await asyncio.to_thread(self.service.start)
-        self.pid = self.service.process.pid
+        for _ in range(self.processes):  # one WebSocket port, shared (SO_REUSEPORT)
+            service = ServiceProcess(
+                "livecart_chat", {**self.env, "LIVECART_WS_PORT": str(self.ws_port)}
+            )
+            await asyncio.to_thread(service.start)
+            self.services.append(service)
+        self.pid = self.services[0].process.pid
 
     async def stop(self) -> None:
-        if self.service is not None:
-            await asyncio.to_thread(self.service.stop)
+        for service in self.services:
+            await asyncio.to_thread(service.stop)
 
     def target(self, room: str) -> Target:
         return Target("ours", self.ws_port, room, self.secret)
@@ -883,7 +904,7 @@ async def run_load(server: Server, load: Load, room: str) -> dict[str, Any]:
                 ("--sender-process", {**common, "rate": load.rate, "senders": load.senders,
                                       "source": f"127.0.0.{2 + load.processes}"})
             )  # fmt: skip
-        rss_before = rss_mb(server.pid)
+        rss_before = sum(map(rss_mb, server.pids))
         children = await start_children(specs)
         try:
             ready = [await read_report(c, "a load process") for c in children]
@@ -896,12 +917,12 @@ async def run_load(server: Server, load: Load, room: str) -> dict[str, Any]:
                 child.stdin.write(f"go {start}\n".encode())
                 await child.stdin.drain()
             await sleep_until(start + load.warmup)
-            cpu0, box0 = cpu_seconds(server.pid), box_cpu()
+            cpu0, box0 = sum(map(cpu_seconds, server.pids)), box_cpu()
             infra0 = sum(map(cpu_seconds, server.infra))
             await sleep_until(start + load.warmup + load.seconds)
-            cpu1, box1 = cpu_seconds(server.pid), box_cpu()
+            cpu1, box1 = sum(map(cpu_seconds, server.pids)), box_cpu()
             infra1 = sum(map(cpu_seconds, server.infra))
-            rss_after = rss_mb(server.pid)
+            rss_after = sum(map(rss_mb, server.pids))
             reports = [await read_report(c, "a load process") for c in children]
             for child in children:
                 await child.wait()
@@ -1054,7 +1075,13 @@ def centrifugo_binary() -> Path:
 
 
 async def our_side(
-    tmp: Path, counts: list[int], load: Load, idle: int, idle_seconds: float, env: dict[str, str]
+    tmp: Path,
+    counts: list[int],
+    load: Load,
+    idle: int,
+    idle_seconds: float,
+    env: dict[str, str],
+    processes: int = 1,
 ) -> dict[int, dict[str, Any]]:
     from livecart_chat.app import SERVICE
     from livecart_core.db import Database
@@ -1075,7 +1102,8 @@ async def our_side(
         stack.callback(broker.stop)
         assert broker.process is not None
         postmaster = int((tmp / "pg" / "postmaster.pid").read_text().split()[0])
-        node = OurNode(broker.bootstrap, postgres.url, env, (broker.process.pid, postmaster))
+        infra = (broker.process.pid, postmaster)
+        node = OurNode(broker.bootstrap, postgres.url, env, infra, processes)
         return await run_side(node, counts, load, idle, idle_seconds)
 
 
@@ -1103,6 +1131,7 @@ def print_setup(args: argparse.Namespace, counts: list[int]) -> None:
     print(f"seconds={args.seconds:g} s")
     print(f"load_processes={args.processes} viewer processes + 1 sender process")
     print(f"senders={args.senders} users (ours; each under twice its share of the rate)")
+    print(f"node_processes={args.node_processes} processes (ours, sharing one WebSocket port)")
     print(f"fd_limit={hard} sockets per process")
     print(f"ephemeral_ports={int(high) - int(low) + 1} ports per source address")
     capped = [f"{n}->{m}" for n, m in counts_capped([*counts, args.idle], args.senders) if m < n]
@@ -1121,6 +1150,9 @@ async def main(args: argparse.Namespace, counts: list[int]) -> None:
     results: dict[str, dict[int, dict[str, Any]]] = {}
     env = {
         **sender_limits(args.rate, args.senders),
+        # Fan-out capacity, like Centrifugo's: every comment to every viewer, none sampled out
+        # (the node's default samples a room down to what a viewer can read).
+        "LIVECART_COMMENTS_PER_BATCH": "1000",
         **dict(kv.split("=", 1) for kv in args.node_env),
     }
     with tempfile.TemporaryDirectory(prefix="livecart-bench-chat-") as tmp:
@@ -1130,8 +1162,9 @@ async def main(args: argparse.Namespace, counts: list[int]) -> None:
                 results[side] = await run_side(server, counts, load, args.idle, args.idle_seconds)
             else:
                 results[side] = await our_side(
-                    Path(tmp), counts, load, args.idle, args.idle_seconds, env
-                )
+                    Path(tmp), counts, load, args.idle, args.idle_seconds, env,
+                    args.node_processes,
+                )  # fmt: skip
     if len(results) == 2:
         common = [n for n in counts if n in results["ours"] and n in results["centrifugo"]]
         for n in common:
@@ -1167,6 +1200,9 @@ if __name__ == "__main__":
         parser.add_argument("--idle", type=int, default=50_000, help="idle viewers (0: skip)")
         parser.add_argument("--idle-seconds", type=float, default=30)
         parser.add_argument("--only", choices=["ours", "centrifugo"])
+        parser.add_argument(
+            "--node-processes", type=int, default=1, help="our node processes on one port"
+        )
         parser.add_argument("--processes", type=int, default=2, help="viewer load processes")
         parser.add_argument("--senders", type=int, default=20, help="our chat users sending")
         parser.add_argument("--sampled", type=int, default=100, help="viewers that parse all")

@@ -45,7 +45,11 @@ class ChatNode:
     async def join(self) -> None:
         """Read the topic from its end; returns once every partition has a position."""
         self.subscription = await self.bus.subscribe(
-            events.TOPIC, f"chat-node-{uuid.uuid4().hex}", self.on_event, from_beginning=False
+            events.TOPIC,
+            f"chat-node-{uuid.uuid4().hex}",
+            self.on_event,
+            from_beginning=False,
+            commit=False,  # a group of one that never resumes: committing would only wait
         )
         positions = await self.subscription.positions()
         self.start = {p: offset for (_, p), offset in positions.items()}
@@ -126,8 +130,10 @@ class ChatNode:
             began = time.monotonic()
             dirty, self.dirty = self.dirty, set()
             for room in dirty:
-                room.flush(s.comments_per_batch, s.slow_buffer_bytes, s.behind_limit_bytes,
-                           s.behind_limit_s)  # fmt: skip
+                await room.flush(
+                    s.comments_per_batch, interval, s.slow_buffer_bytes, s.behind_limit_bytes,
+                    s.behind_limit_s,
+                )  # fmt: skip
             await self._publish_likes()
             if began >= next_sweep:
                 self._forget_idle(began)

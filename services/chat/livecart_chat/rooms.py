@@ -32,6 +32,7 @@ SLOW_CLOSE = 4408
 BANNED_CLOSE = 4403
 RECENT_ON_JOIN = 20  # events a new viewer gets, so the screen does not start empty
 SEEN_IDS = 512  # recent event ids per room, to drop a redelivered system event
+YIELD_EVERY = 500  # writes between yields to the event loop during a flush (~8 ms)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -102,6 +103,7 @@ class Room:
         self.last_comment: dict[str, float] = {}
         self.seen_ids: OrderedDict[str, None] = OrderedDict()
         self.touched = time.monotonic()
+        self.last_flush = 0.0
 
     # -- applying the room's stream (every node, in partition order) --
 
@@ -180,10 +182,23 @@ class Room:
 
     # -- fan-out --
 
-    def flush(
-        self, comments_per_batch: int, slow_bytes: int, limit_bytes: int, limit_s: float
+    async def flush(
+        self,
+        comments_per_batch: int,
+        batch_s: float,
+        slow_bytes: int,
+        limit_bytes: int,
+        limit_s: float,
     ) -> int:
-        """Send what arrived since the last batch to every viewer; returns the frames written."""
+        """Send what arrived since the last batch to every viewer; returns the frames written.
+
+        It yields to the event loop every ``YIELD_EVERY`` writes, so reading the bus and the
+        viewers' messages go on while a big room is written to."""
+        now = time.monotonic()
+        # A late batch (a busy node) may carry proportionally more: the limit is a rate.
+        elapsed = now - self.last_flush if self.last_flush else batch_s
+        self.last_flush = now
+        readable = max(comments_per_batch, int(comments_per_batch * elapsed / batch_s))
         pending, self.pending = self.pending, []
         likes, self.likes_pending = self.likes_pending, 0
         if pending:
@@ -193,19 +208,20 @@ class Room:
         high = [e for e in pending if e.high]
         comments = [e for e in pending if not e.high]
         dropped = 0
-        if len(comments) > comments_per_batch:
+        if len(comments) > readable:
             # Sampled evenly for the whole room: a viewer cannot read more anyway.
-            step = len(comments) / comments_per_batch
-            kept = [comments[int(i * step)] for i in range(comments_per_batch)]
+            step = len(comments) / readable
+            kept = [comments[int(i * step)] for i in range(readable)]
             dropped = len(comments) - len(kept)
             DROPPED.inc(dropped)
             comments = kept
         chosen = sorted(high + comments, key=lambda e: e.seq) if high else comments
         frame = text_frame(batch(chosen, likes, self.total_likes, dropped))
         reduced: bytes | None = None
-        now = time.monotonic()
         written = 0
-        for viewer in self.viewers:
+        for n, viewer in enumerate(list(self.viewers), 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             if viewer.closing:
                 continue
             unsent = viewer.conn.transport.get_write_buffer_size()

@@ -89,6 +89,9 @@ class ChatServer:
             ping_interval=20,
             ping_timeout=20,
             close_timeout=5,
+            # Several node processes may share the port (one per core); the kernel spreads
+            # new connections across them.
+            reuse_port=self.settings.ws_reuse_port,
         )
 
     async def stop(self) -> None:

@@ -13,6 +13,9 @@ class ChatSettings(ServiceSettings):
     grpc_port: int = 50055
     ws_host: str = "0.0.0.0"
     ws_port: int = Field(default=8094, ge=0, le=65535, description="the viewers' WebSocket port")
+    ws_reuse_port: bool = Field(
+        default=True, description="SO_REUSEPORT: node processes on one host share the port"
+    )
     batch_ms: int = Field(default=100, ge=10, le=2000, description="at most one frame per this")
     comments_per_batch: int = Field(
         default=20, ge=1, le=1000, description="more in one batch are sampled down (per room)"

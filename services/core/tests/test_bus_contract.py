@@ -207,3 +207,16 @@ async def test_a_member_joining_at_the_end_sees_everything_after_positions(bus: 
     await eventually(lambda: len(seen) >= 20)
     assert {e.value for e in seen} == {b"after"}
     await sub.stop()
+
+
+async def test_a_member_that_does_not_commit_leaves_the_group_where_it_was(bus: EventBus) -> None:
+    name, group, first, second = topic(), f"nc-{uuid.uuid4().hex}", [], []
+    for i in range(5):
+        await bus.publish(name, "k", str(i).encode())
+    sub = await bus.subscribe(name, group, recorder(first), commit=False)
+    await eventually(lambda: len(first) == 5)
+    await sub.stop()
+    again = await bus.subscribe(name, group, recorder(second))
+    await eventually(lambda: len(second) == 5)  # nothing was committed: all of it again
+    assert [e.value for e in second] == [e.value for e in first]
+    await again.stop()

@@ -118,9 +118,11 @@ class EventBus(ABC):
         handler: Handler,
         *,
         from_beginning: bool = True,
+        commit: bool = True,
     ) -> Subscription:
         """Join ``group``; a group with no committed offset starts at the earliest event
-        (``from_beginning``) or at the end."""
+        (``from_beginning``) or at the end. ``commit=False`` never commits what it handled (a
+        reader that always starts afresh, such as a group of one per process)."""
 
     @abstractmethod
     async def check(self) -> None:

@@ -167,6 +167,7 @@ class KafkaBus(EventBus):
         handler: Handler,
         *,
         from_beginning: bool = True,
+        commit: bool = True,
     ) -> Subscription:
         names = [topics] if isinstance(topics, str) else list(topics)
         await self.ensure_topics(names)
@@ -179,16 +180,23 @@ class KafkaBus(EventBus):
             request_timeout_ms=int(self.connect_timeout_s * 1000),
         )
         await consumer.start()
-        sub = _KafkaSubscription(self, consumer, group, handler)
+        sub = _KafkaSubscription(self, consumer, group, handler, commit=commit)
         self._subscriptions.append(sub)
         return sub
 
 
 class _KafkaSubscription(Subscription):
     def __init__(
-        self, bus: KafkaBus, consumer: AIOKafkaConsumer, group: str, handler: Handler
+        self,
+        bus: KafkaBus,
+        consumer: AIOKafkaConsumer,
+        group: str,
+        handler: Handler,
+        *,
+        commit: bool = True,
     ) -> None:
         self.bus = bus
+        self.commit = commit
         self.consumer = consumer
         self.group = group
         self.handler = handler
@@ -230,7 +238,8 @@ class _KafkaSubscription(Subscription):
                         offset=record.offset,
                     )
                     await deliver(self.bus.backend, self.group, event, self.handler)
-                await self._commit(tp, records[-1].offset + 1)
+                if self.commit:
+                    await self._commit(tp, records[-1].offset + 1)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:

@@ -136,6 +136,7 @@ class MemoryBus(EventBus):
         handler: Handler,
         *,
         from_beginning: bool = True,
+        commit: bool = True,
     ) -> Subscription:
         names = [topics] if isinstance(topics, str) else list(topics)
         state = self._groups.setdefault(group, _Group())
@@ -143,7 +144,7 @@ class MemoryBus(EventBus):
             for p, entries in enumerate(self._log(topic)):
                 start = 0 if from_beginning else len(entries)
                 state.committed.setdefault((topic, p), start)
-        member = _MemberSubscription(self, group, state, names, handler)
+        member = _MemberSubscription(self, group, state, names, handler, commit=commit)
         state.members.append(member)
         state.generation += 1
         member.task = asyncio.create_task(member.run(), name=f"bus-memory-{group}")
@@ -153,9 +154,19 @@ class MemoryBus(EventBus):
 
 class _MemberSubscription(Subscription):
     def __init__(
-        self, bus: MemoryBus, group: str, state: _Group, topics: list[str], handler: Handler
+        self,
+        bus: MemoryBus,
+        group: str,
+        state: _Group,
+        topics: list[str],
+        handler: Handler,
+        *,
+        commit: bool = True,
     ) -> None:
         self.bus = bus
+        # Where this member reads: the group's committed offsets, or, for a member that does
+        # not commit, its own copy of them.
+        self.offsets = state.committed if commit else dict(state.committed)
         self.group = group
         self.state = state
         self.topics = topics
@@ -177,7 +188,7 @@ class _MemberSubscription(Subscription):
         return frozenset(owned)
 
     async def positions(self, timeout_s: float = 30.0) -> dict[TopicPartition, int]:
-        return {tp: self.state.committed.get(tp, 0) for tp in self.assignment}
+        return {tp: self.offsets.get(tp, 0) for tp in self.assignment}
 
     async def run(self) -> None:
         bus = self.bus
@@ -187,12 +198,12 @@ class _MemberSubscription(Subscription):
             progressed = False
             for topic, p in sorted(self.assignment):
                 entries = bus._log(topic)[p]
-                start = self.state.committed.get((topic, p), 0)
+                start = self.offsets.get((topic, p), 0)
                 for event in entries[start : start + BATCH]:
                     if self.state.generation != generation:
                         break
                     await deliver(bus.backend, self.group, event, self.handler)
-                    self.state.committed[(topic, p)] = event.offset + 1
+                    self.offsets[(topic, p)] = event.offset + 1
                     progressed = True
             if not progressed:
                 await bus._wait_past(seen)
