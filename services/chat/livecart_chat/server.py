@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from livecart.events.v1.chat_pb2 import Comment
+from livecart.events.v1.chat_pb2 import ChatEvent, Comment
 from livecart_chat import events
 from livecart_chat.metrics import MESSAGES, VIEWERS
 from livecart_chat.moderation import Moderator
@@ -223,9 +223,9 @@ class ChatServer:
         )
         if verdict.code is not None:
             raise Refused(verdict.code, verdict.message)
-        room.last_comment[viewer.user_id] = now
         event = events.comment(room.tenant, room.room, viewer.user_id, viewer.name, verdict.text)
-        await self.node.bus.publish(events.TOPIC, room.key, event)
+        await self._publish(room, event)
+        room.last_comment[viewer.user_id] = now
 
     async def _like(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
         _need(viewer, "chat")
@@ -237,7 +237,16 @@ class ChatServer:
     async def _moderate(self, viewer: Viewer, room: Room, **action: Any) -> None:
         _need(viewer, "chat:moderate")
         event = events.moderation(room.tenant, room.room, by_user_id=viewer.user_id, **action)
-        await self.node.bus.publish(events.TOPIC, room.key, event)
+        await self._publish(room, event)
+
+    async def _publish(self, room: Room, event: ChatEvent) -> None:
+        """Into the room's stream; a bus that cannot take it is a refusal the sender can retry,
+        not a dropped socket."""
+        try:
+            await self.node.bus.publish(events.TOPIC, room.key, event)
+        except Exception as exc:  # whichever backend's error: the sender hears it, the socket lives
+            log.warning("publish failed", extra={"why": repr(exc)})
+            raise Refused("unavailable", "the room cannot take messages right now; retry") from None
 
     async def _pin(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
         _need(viewer, "chat:moderate")
