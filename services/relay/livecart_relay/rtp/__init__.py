@@ -1,0 +1,11 @@
+"""RTP building blocks for the relay's forwarding path: pure functions and small state
+machines over bytes, no sockets and no aiortc. Use them by module
+(`header.parse(packet)`, `rtcp.build_nack(...)`):
+
+- `header`: parse the RTP header, patch SSRC/PT/sequence/timestamp, header extensions.
+- `rewriter`: per-subscriber sequence/timestamp (and VP8 picture id) continuity.
+- `keyframe`: where VP8 and H.264 decoders can start; the VP8 payload descriptor.
+- `rtcp`: compound RTCP in, NACK/PLI/FIR/REMB out.
+- `cache`: recent packets for NACK answers; the upstream keyframe-request limiter.
+- `errors`: `MalformedPacket`, raised for bytes that are not what they claim.
+"""
