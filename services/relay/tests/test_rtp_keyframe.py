@@ -176,17 +176,24 @@ def test_h264_empty_payload_is_not_a_keyframe_start() -> None:
     assert not is_h264_keyframe_start(b"")
 
 
-def test_random_payloads_never_raise() -> None:
+def test_random_payloads_never_raise_and_the_vp8_check_agrees_with_the_descriptor() -> None:
     generator = random.Random(7741)
     for _ in range(5_000):
         payload = generator.randbytes(generator.randrange(12))
-        is_vp8_keyframe_start(payload)
         is_h264_keyframe_start(payload)
+        keyframe = is_vp8_keyframe_start(payload)
         try:
             descriptor = parse_vp8_descriptor(payload)
         except MalformedPacket:
+            assert not keyframe
             continue
         assert descriptor.size <= len(payload)
+        assert keyframe == (
+            descriptor.start_of_partition
+            and descriptor.partition_id == 0
+            and descriptor.size < len(payload)
+            and not payload[descriptor.size] & 0x01
+        )
 
 
 def test_keyframe_checks_accept_a_memoryview_of_the_packet() -> None:

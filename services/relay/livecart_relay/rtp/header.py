@@ -25,7 +25,8 @@ _SEQ_TS_SSRC = struct.Struct("!HII")
 _EXTENSION_HEADER = struct.Struct("!HH")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass costs about 1 µs more per packet to build.
+@dataclass(slots=True)
 class RtpHeader:
     """One RTP packet's header fields and where its parts lie in the packet bytes."""
 

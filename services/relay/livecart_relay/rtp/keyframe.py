@@ -21,7 +21,8 @@ NAL_STAP_A = 24
 NAL_FU_A = 28
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like RtpHeader: it is built for every packet.
+@dataclass(slots=True)
 class Vp8Descriptor:
     """The fields of a VP8 payload descriptor and where the rewritable ones lie."""
 
@@ -136,13 +137,31 @@ def is_vp8_keyframe_start(payload: Buffer) -> bool:
 
     A truncated payload is not a keyframe start.
     """
-    try:
-        descriptor = parse_vp8_descriptor(payload)
-    except MalformedPacket:
+    if not payload or payload[0] & 0x17 != 0x10:  # S set, partition id 0
         return False
-    if not descriptor.start_of_partition or descriptor.partition_id != 0:
-        return False
-    return descriptor.size < len(payload) and not payload[descriptor.size] & 0x01
+    size = _vp8_descriptor_size(payload)
+    return 0 < size < len(payload) and not payload[size] & 0x01
+
+
+def _vp8_descriptor_size(payload: Buffer) -> int:
+    # parse_vp8_descriptor's walk without building its result (this runs on every packet
+    # while a subscriber waits for a keyframe); 0 when the descriptor runs past the payload.
+    if not payload[0] & 0x80:
+        return 1
+    size = len(payload)
+    if size < 2:
+        return 0
+    extension = payload[1]
+    offset = 2
+    if extension & 0x80:
+        if offset >= size:
+            return 0
+        offset += 2 if payload[offset] & 0x80 else 1
+    if extension & 0x40:
+        offset += 1
+    if extension & 0x30:
+        offset += 1
+    return offset if offset <= size else 0
 
 
 def _is_first_idr_slice(payload: Buffer, nal_start: int, nal_end: int) -> bool:
