@@ -103,7 +103,8 @@ def patch(
     """Overwrite SSRC, payload type, sequence and timestamp in place, keeping the marker bit.
 
     For the serialize-once, patch-per-subscriber path: one bytearray is patched for each
-    subscriber just before it is protected (SRTP copies it out).
+    subscriber just before it is protected (SRTP copies it out). `packet` must be at least
+    the 12-byte fixed header (`parse` checked it).
     """
     packet[1] = (packet[1] & 0x80) | payload_type
     _SEQ_TS_SSRC.pack_into(packet, 2, sequence, timestamp, ssrc)
@@ -116,8 +117,7 @@ def rewrite(
     copy = bytearray(packet)
     if len(copy) < FIXED_HEADER_SIZE:
         raise MalformedPacket(f"RTP packet of {len(copy)} bytes is shorter than the 12-byte header")
-    copy[1] = (copy[1] & 0x80) | payload_type
-    _SEQ_TS_SSRC.pack_into(copy, 2, sequence, timestamp, ssrc)
+    patch(copy, ssrc=ssrc, payload_type=payload_type, sequence=sequence, timestamp=timestamp)
     return copy
 
 
@@ -171,7 +171,7 @@ def find_extension(packet: Buffer, header: RtpHeader, extension_id: int) -> slic
 def read_extension(packet: Buffer, header: RtpHeader, extension_id: int) -> bytes | None:
     """The data of header extension element `extension_id`, or None if the packet has none."""
     where = find_extension(packet, header, extension_id)
-    return None if where is None else bytes(memoryview(packet)[where])
+    return None if where is None else bytes(packet[where])
 
 
 def write_extension(packet: bytearray, header: RtpHeader, extension_id: int, value: Buffer) -> None:
