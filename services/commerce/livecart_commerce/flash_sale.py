@@ -96,7 +96,7 @@ class FlashSaleEngine:
         *,
         coalesce: bool = True,
         window_s: float = 0.002,
-        max_batch: int = 2000,
+        max_batch: int = 5000,
         payment_timeout_s: float = 600.0,
         sold_out_recheck_s: float = 0.5,
     ) -> None:
