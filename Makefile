@@ -32,6 +32,7 @@ bench: sync kafka centrifugo
 	$(UV) run --frozen python bench/startup.py
 	$(UV) run --frozen python bench/flash_sale.py
 	$(UV) run --frozen python bench/chat.py
+	$(UV) run --frozen python bench/rtp_ops.py
 
 ## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
