@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from livecart.events.v1.chat_pb2 import ChatEvent, Comment
 from livecart_chat import events
 from livecart_chat.metrics import MESSAGES, VIEWERS
-from livecart_chat.moderation import Moderator
+from livecart_chat.moderation import Moderator, disallowed_character
 from livecart_chat.node import ChatNode
 from livecart_chat.rooms import Room, Viewer, close, text_frame, write
 from livecart_chat.settings import ChatSettings
@@ -34,6 +35,7 @@ log = logging.getLogger("livecart.chat.server")
 ROOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 PATH = re.compile(r"^/ws/rooms/([^/?]+)$")
 MAX_FRAME = 4096
+MAX_NAME = 50
 FLOOD_WINDOW_S = 10.0
 
 
@@ -143,6 +145,11 @@ class ChatServer:
         except ValueError:
             await conn.close(4400, "last_seq must be an integer")
             return None
+        name = unicodedata.normalize("NFC", (query.get("name") or [caller.subject])[0]).strip()
+        problem = self._bad_name(caller.tenant_id, name)
+        if problem:
+            await conn.close(4400, problem)
+            return None
         room = await self.node.room(caller.tenant_id, room_id)
         if caller.subject in room.bans:
             await conn.close(4403, "banned from this room")
@@ -161,10 +168,19 @@ class ChatServer:
         replay = missed if missed is not None else [e.data for e in room.recent()]
         if replay:
             write(conn, text_frame(replay_batch(replay, room.total_likes)))
-        name = (query.get("name") or [caller.subject])[0][:50]
         viewer = Viewer(conn, caller.subject, name, caller.scopes)
         room.viewers.add(viewer)
         return viewer, room
+
+    def _bad_name(self, tenant: str, name: str) -> str | None:
+        """Why a display name cannot be shown, or None: the same rules as a comment's text."""
+        if not 1 <= len(name) <= MAX_NAME:
+            return f"name must be 1 to {MAX_NAME} characters"
+        if disallowed_character(name) is not None:
+            return "name holds a character chat does not show"
+        if self.moderator.keywords.find(tenant, name) is not None:
+            return "name holds a word this shop does not allow"
+        return None
 
     async def _on_message(self, viewer: Viewer, room: Room, message: str | bytes) -> None:
         ref: str | None = None

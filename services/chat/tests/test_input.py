@@ -31,6 +31,8 @@ def node(chat_nodes: NodeFactory) -> ServiceProcess:
         (f"/ws/rooms/bad%20room?token={token('shop', 'u')}", 4404, "no such room"),
         (f"/ws/lobby?token={token('shop', 'u')}", 4404, "no such room"),
         (f"/ws/rooms/r1?token={token('shop', 'u')}&last_seq=x", 4400, "last_seq"),
+        (f"/ws/rooms/r1?token={token('shop', 'u')}&name=%E2%80%AEevil", 4400, "name holds"),
+        (f"/ws/rooms/r1?token={token('shop', 'u')}&name={'n' * 51}", 4400, "1 to 50"),
     ],
 )
 async def test_bad_joins_are_closed_with_a_reason(

@@ -120,6 +120,8 @@ async def test_blocked_words_apply_without_restart(node: ServiceProcess) -> None
     await ann.until(lambda v: any(e["ref"] == "s" for e in v.of("error")))
     await ann.send(type="comment", text="nice bracelet", ref="ok")
     await ann.until(lambda v: "nice bracelet" in v.comments())
+    named = await join(node, room, token(tenant, "eve"), name="spam-bot")
+    assert named.closed == (4400, "name holds a word this shop does not allow")
     other = await join(node, room, token("other-tenant", "bob"))
     await other.send(type="comment", text="spam is fine here", ref="o")
     await other.until(lambda v: "spam is fine here" in v.comments())
