@@ -160,6 +160,7 @@ class ChatServer:
         welcome: dict[str, Any] = {
             "type": "welcome", "room": room_id, "user_id": caller.subject,
             "seq": room.flushed_seq, "slow_mode_s": room.slow_mode_s, "pinned": room.pinned,
+            "total_likes": room.total_likes,
             "batch_ms": self.settings.batch_ms,
         }  # fmt: skip
         if last_seq is not None:

@@ -118,6 +118,20 @@ class Viewer:
         await self._reader
 
 
+OPEN: list[Viewer] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_viewers() -> AsyncIterator[None]:
+    """Close the test's sockets while its event loop still runs: a node stopped with viewers
+    that cannot answer its close handshake waits out its close timeout."""
+    yield
+    while OPEN:
+        viewer = OPEN.pop()
+        if viewer.closed is None:
+            await viewer.close()
+
+
 async def join(
     node: ServiceProcess, room: str, tok: str, *, last_seq: int | None = None, name: str = ""
 ) -> Viewer:
@@ -125,6 +139,7 @@ async def join(
     query += f"&name={name}" if name else ""
     conn = await connect(f"ws://127.0.0.1:{node.ws_port}/ws/rooms/{room}?{query}", max_size=None)
     viewer = Viewer(conn)
+    OPEN.append(viewer)
     await viewer.until(lambda v: bool(v.frames) or v.closed is not None)
     return viewer
 

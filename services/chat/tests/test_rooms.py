@@ -7,6 +7,8 @@ import asyncio
 
 import httpx
 
+from livecart_core.db import Database
+
 from .conftest import NodeFactory, Viewer, join, new_room, token
 
 
@@ -109,3 +111,27 @@ async def test_history_is_kept_for_replay(chat_nodes: NodeFactory) -> None:
         assert bad.status_code == 422
         anonymous = await client.get(f"/v1/rooms/{room}/history")
         assert anonymous.status_code == 401
+
+
+async def test_likes_are_summed_across_nodes(chat_nodes: NodeFactory, chat_db: Database) -> None:
+    a, b = chat_nodes(), chat_nodes()
+    room = new_room()
+    fans = [await join(node, room, token("shop", f"fan{i}")) for i, node in enumerate([a, b])]
+    watcher = await join(b, room, token("shop", "watcher", "play"))
+    for _ in range(10):
+        await fans[0].send(type="like", count=3)
+        await fans[1].send(type="like", count=2)
+    await watcher.until(lambda v: bool(v.of("batch")) and v.of("batch")[-1]["total_likes"] == 50)
+    assert sum(f["likes"] for f in watcher.of("batch")) == 50
+    # Aggregated: far fewer frames than likes sent, and no like is an event of its own.
+    assert len(watcher.of("batch")) < 20 and not watcher.events
+    # The history writer keeps the total, for a node that opens the room later.
+    for _ in range(100):
+        stored = await chat_db.pool.fetchval(
+            "select total_likes from room_state where tenant_id = 'shop' and room_id = $1", room
+        )
+        if stored == 50:
+            break
+        await asyncio.sleep(0.1)
+    late = await join(chat_nodes(), room, token("shop", "late", "play"))
+    assert late.welcome["total_likes"] == 50
