@@ -1,0 +1,566 @@
+"""WebRTC peers that carry RTP without decoding it: the relay's one coupling to aiortc.
+
+aiortc does ICE, DTLS, SRTP and SDP for us; its media pipeline (jitter buffer, decoder,
+encoder) is bypassed. It has no public hook for that, so this is the only module that
+touches aiortc's private attributes, all written against the pinned aiortc==1.16.0
+(aioice==0.13.0); re-check each of them before moving the pin:
+
+- `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)` and `._handle_rtcp_data(data)`,
+  replaced on each transport instance: SRTP-decrypted packets reach us as bytes, and RTP
+  never reaches `RTCRtpReceiver._handle_rtp_packet`, so the receiver's jitter buffer and
+  decoder thread get no work (the thread exists, blocked on its empty queue).
+- `RTCDtlsTransport._send_rtp(data)`: SRTP-protects RTP or RTCP and sends it.
+- `RTCRtpTransceiver._codecs` (narrowed to one codec and its RTX before answering: aiortc
+  ignores setCodecPreferences when it answers) and `._headerExtensions` (the mid's id).
+- `RTCRtpSender._ssrc`, `._rtx_ssrc`: the SSRCs aiortc announces in our SDP.
+- `RTCRtpSender._send_rtcp(packets)`, replaced per sender: its periodic sender reports
+  carry our packet counts and the publisher's clock mapping instead of zeros.
+- `aioice.ice.get_host_addresses`, replaced inside `pinned_host_addresses`.
+
+A publisher's peer connection gets a `ReceiveTap` (`answer_publisher`): every RTP packet
+comes out as bytes with its parsed header, already kept in its `ForwardedStream`'s NACK
+cache. A subscriber's gets a `RawSender` per kind (`answer_subscriber`, WHEP style: the
+client offers recvonly, we answer sendonly) that renumbers packets into the subscriber's
+SSRC, payload type and sequence, starts video on a keyframe and answers NACKs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import aioice.ice
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
+from av.frame import Frame
+
+from livecart_relay.rtp import header as rtp_header
+from livecart_relay.rtp import keyframe, rtcp
+from livecart_relay.rtp.cache import PacketCache
+from livecart_relay.rtp.errors import MalformedPacket
+from livecart_relay.rtp.header import RtpHeader
+from livecart_relay.rtp.rewriter import SequenceRewriter
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["audio", "video"]
+SUPPORTED_MIMES = ("video/vp8", "video/h264", "audio/opus")
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+_TS_MASK = 0xFFFFFFFF
+_SENDER_REPORT = struct.Struct("!BBHIQIII")  # RFC 3550 §6.4.1, no report blocks
+_NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
+
+
+class NegotiationError(ValueError):
+    """An offer the relay cannot answer; the message says why (for a 400/406 reply)."""
+
+
+@contextmanager
+def pinned_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
+    """Gather ICE host candidates on exactly `addresses` inside the block.
+
+    aioice offers every interface but never 127.0.0.1: a relay announces the addresses it
+    is configured with, and loopback tests need 127.0.0.1. Gathering happens in
+    setLocalDescription, so the answer_* calls belong inside the block.
+    """
+    original = aioice.ice.get_host_addresses
+
+    def pinned(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return list(addresses)
+
+    aioice.ice.get_host_addresses = pinned
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
+class PlaceholderTrack(MediaStreamTrack):
+    """A track that never produces a frame.
+
+    aiortc answers sendonly only for a transceiver with a track, and its sender pulls
+    frames from that track to encode them. This one parks the sender's encode loop forever
+    (no CPU) while `RawSender` writes the already-encoded RTP itself.
+    """
+
+    def __init__(self, kind: Kind) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Frame:
+        await asyncio.get_running_loop().create_future()  # never resolved
+        raise AssertionError("unreachable")
+
+
+class ForwardedStream:
+    """One kind of one publisher: codec, current SSRC, recent packets, clock mapping."""
+
+    __slots__ = ("cache", "clock_rate", "kind", "mime", "payload_type", "sender_report", "ssrc")
+
+    def __init__(self, kind: Kind, codec: RTCRtpCodecParameters, cache_size: int = 512) -> None:
+        self.kind: Kind = kind
+        self.mime = codec.mimeType.lower()
+        self.clock_rate = codec.clockRate
+        self.payload_type = codec.payloadType or 0
+        self.cache = PacketCache(cache_size)
+        """The current SSRC's packets by source sequence number, for NACK answers."""
+        self.ssrc: int | None = None
+        self.sender_report: tuple[int, int, float] | None = None
+        """The publisher's last (NTP time, RTP timestamp, monotonic arrival) for `ssrc`."""
+
+    def is_keyframe_start(self, packet: bytes, header: RtpHeader) -> bool:
+        """Whether a subscriber can start on this packet (on any audio packet)."""
+        if self.kind == "audio":
+            return True
+        payload = memoryview(packet)[header.payload_offset : header.payload_end]
+        if self.mime == "video/vp8":
+            return keyframe.is_vp8_keyframe_start(payload)
+        return keyframe.is_h264_keyframe_start(payload)
+
+
+OnRtp = Callable[[ForwardedStream, bytes, RtpHeader, bool], Awaitable[None]]
+"""Called with (stream, packet, its header, whether a subscriber can start on it)."""
+OnKeyframeRequest = Callable[["RawSender"], Awaitable[None]]
+_RtcpHandler = Callable[[bytes], Coroutine[Any, Any, None]]
+
+
+async def answer_publisher(
+    pc: RTCPeerConnection, offer: RTCSessionDescription, on_rtp: OnRtp
+) -> ReceiveTap:
+    """Answer a publisher's offer, receive-only, with the tap in place; the answer is
+    `pc.localDescription`. Raises NegotiationError if no track has a supported codec."""
+    await pc.setRemoteDescription(offer)
+    taken: set[str] = set()
+    for transceiver in pc.getTransceivers():
+        codecs = _one_codec(transceiver._codecs, SUPPORTED_MIMES)
+        if codecs and transceiver.kind not in taken:  # one track per kind
+            transceiver._codecs = codecs
+            transceiver.direction = "recvonly"
+            taken.add(transceiver.kind)
+        else:
+            transceiver.direction = "inactive"
+    if not taken:
+        raise NegotiationError(f"the offer has none of {', '.join(SUPPORTED_MIMES)}")
+    tap = ReceiveTap(pc, on_rtp)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return tap
+
+
+class ReceiveTap:
+    """Raw RTP out of a peer connection's receivers, RTCP feedback back to their sender.
+
+    Install it once the remote description is set (codecs negotiated) and before DTLS
+    connects: `answer_publisher` does so for a publisher; a load generator may tap a
+    subscriber's connection the same way. Packets go to `on_rtp` in arrival order, RTX
+    retransmissions unwrapped first; what cannot be used is counted in `dropped`.
+    """
+
+    def __init__(self, pc: RTCPeerConnection, on_rtp: OnRtp) -> None:
+        self.streams: dict[Kind, ForwardedStream] = {}
+        self.received = 0
+        self.dropped = 0
+        self.keyframe_requests = 0
+        self._on_rtp = on_rtp
+        self._routes: dict[int, tuple[ForwardedStream, bool]] = {}  # PT: (stream, is RTX)
+        self._feedback: dict[Kind, tuple[RTCDtlsTransport, int]] = {}  # transport, our SSRC
+        transports: set[RTCDtlsTransport] = set()
+        for transceiver in pc.getTransceivers():
+            inactive = transceiver.direction == "inactive"
+            if inactive or not transceiver._codecs or transceiver.kind in self.streams:
+                continue
+            kind: Kind = "video" if transceiver.kind == "video" else "audio"
+            stream = ForwardedStream(kind, transceiver._codecs[0])
+            self.streams[kind] = stream
+            for codec in transceiver._codecs:
+                if codec.payloadType is not None:
+                    self._routes[codec.payloadType] = (stream, codec.name.lower() == "rtx")
+            transport = transceiver.receiver.transport
+            self._feedback[kind] = (transport, transceiver.sender._ssrc)
+            transports.add(transport)
+        for transport in transports:
+            aiortc_rtcp = transport._handle_rtcp_data
+            transport._handle_rtp_data = self.handle_rtp  # type: ignore[method-assign]
+            transport._handle_rtcp_data = self._rtcp_handler(aiortc_rtcp)  # type: ignore[method-assign,assignment]
+
+    async def handle_rtp(self, data: bytes, arrival_time_ms: int = 0) -> None:
+        """Take one decrypted RTP packet (the DTLS transport calls this); never raises."""
+        try:
+            header = rtp_header.parse(data)
+        except MalformedPacket:
+            self.dropped += 1
+            return
+        route = self._routes.get(header.payload_type)
+        if route is None:
+            self.dropped += 1
+            return
+        stream, is_rtx = route
+        if is_rtx:
+            unwrapped = _unwrap_rtx(data, header, stream)
+            if unwrapped is None:
+                self.dropped += 1
+                return
+            data, header = unwrapped
+        elif header.ssrc != stream.ssrc:
+            stream.ssrc = header.ssrc  # the publisher started or came back: new numbers
+            stream.cache.clear()
+            stream.sender_report = None
+        stream.cache.put(header.sequence, data)
+        self.received += 1
+        try:
+            await self._on_rtp(stream, data, header, stream.is_keyframe_start(data, header))
+        except Exception:
+            # aiortc's receive loop ends on any exception: keep the publisher connected.
+            logger.exception("forwarding an RTP packet failed")
+
+    async def request_keyframe(self, kind: Kind = "video") -> bool:
+        """Send a PLI to the publisher; False if that stream has not started."""
+        stream = self.streams.get(kind)
+        if stream is None or stream.ssrc is None:
+            return False
+        transport, ours = self._feedback[kind]
+        self.keyframe_requests += 1
+        return await _send(transport, rtcp.build_pli(ours, stream.ssrc))
+
+    async def send_nack(self, kind: Kind, lost: Iterable[int]) -> bool:
+        """Ask the publisher to retransmit `lost` sequence numbers of its `kind` stream."""
+        stream = self.streams.get(kind)
+        lost = list(lost)
+        if stream is None or stream.ssrc is None or not lost:
+            return False
+        transport, ours = self._feedback[kind]
+        return await _send(transport, rtcp.build_nack(ours, stream.ssrc, lost))
+
+    async def send_remb(self, bitrate: int) -> bool:
+        """Tell the publisher the most it should send, in bits per second, over all streams.
+
+        The tap bypasses aiortc's receive-side bandwidth estimate, so without this a
+        publisher gets no REMB and stays at its starting bitrate.
+        """
+        ssrcs = [s.ssrc for s in self.streams.values() if s.ssrc is not None]
+        if not ssrcs:
+            return False
+        transport, ours = next(iter(self._feedback.values()))
+        return await _send(transport, rtcp.build_remb(ours, bitrate, ssrcs))
+
+    def _rtcp_handler(self, aiortc_rtcp: _RtcpHandler) -> _RtcpHandler:
+        async def handle_rtcp(data: bytes) -> None:
+            try:
+                messages = rtcp.parse(data)
+            except MalformedPacket:
+                self.dropped += 1
+                return
+            for message in messages:
+                if isinstance(message, rtcp.SenderReport):
+                    for stream in self.streams.values():
+                        if stream.ssrc == message.ssrc:
+                            stream.sender_report = (
+                                message.ntp_timestamp,
+                                message.rtp_timestamp,
+                                time.monotonic(),
+                            )
+            await aiortc_rtcp(data)  # aiortc still handles BYE (it stops the idle decoder)
+
+        return handle_rtcp
+
+
+def _unwrap_rtx(
+    data: bytes, header: RtpHeader, stream: ForwardedStream
+) -> tuple[bytes, RtpHeader] | None:
+    # RFC 4588 §4: the original sequence number leads the RTX payload.
+    if stream.ssrc is None or header.payload_end - header.payload_offset < 2:
+        return None
+    start = header.payload_offset
+    packet = bytearray(data[:start])
+    packet += data[start + 2 : header.payload_end]
+    packet[0] &= ~0x20  # the padding went with the RTX payload
+    original = data[start] << 8 | data[start + 1]
+    rtp_header.patch(
+        packet,
+        ssrc=stream.ssrc,
+        payload_type=stream.payload_type,
+        sequence=original,
+        timestamp=header.timestamp,
+    )
+    return bytes(packet), rtp_header.parse(packet)
+
+
+async def answer_subscriber(
+    pc: RTCPeerConnection,
+    offer: RTCSessionDescription,
+    streams: Mapping[Kind, ForwardedStream],
+    on_keyframe_request: OnKeyframeRequest,
+) -> Subscriber:
+    """Answer a WHEP client's recvonly offer with one `RawSender` per stream it can take.
+
+    The answer is `pc.localDescription`. `on_keyframe_request` is awaited when the
+    subscriber sends PLI/FIR and for each video packet dropped while waiting for a
+    keyframe: rate-limit it (`KeyframeRequests`) before asking the publisher. Raises
+    NegotiationError if the offer takes none of the streams' codecs.
+    """
+    await pc.setRemoteDescription(offer)
+    wanted: list[tuple[RTCRtpTransceiver, ForwardedStream]] = []
+    for transceiver in pc.getTransceivers():
+        stream = streams.get("video" if transceiver.kind == "video" else "audio")
+        taken = any(s is stream for _, s in wanted)
+        codecs = [] if stream is None or taken else _one_codec(transceiver._codecs, (stream.mime,))
+        if stream is not None and codecs:
+            transceiver._codecs = codecs
+            transceiver.sender.replaceTrack(PlaceholderTrack(stream.kind))
+            transceiver.direction = "sendonly"
+            wanted.append((transceiver, stream))
+        else:
+            transceiver.direction = "inactive"
+    if not wanted:
+        raise NegotiationError(
+            "the offer takes none of " + ", ".join(s.mime for s in streams.values())
+        )
+    await pc.setLocalDescription(await pc.createAnswer())
+    return Subscriber([RawSender(t, stream, on_keyframe_request) for t, stream in wanted])
+
+
+class Subscriber:
+    """One subscriber's senders, and the RTCP it sends back, dispatched to them."""
+
+    def __init__(self, senders: Sequence[RawSender]) -> None:
+        self.senders: dict[Kind, RawSender] = {s.stream.kind: s for s in senders}
+        self.remb_bitrate: int | None = None
+        """The subscriber's last receiver-estimated maximum bitrate, bits per second."""
+        self.malformed_rtcp = 0
+        self._by_ssrc = {s.ssrc: s for s in senders}
+        for transport in {s.transport for s in senders}:
+            aiortc_rtcp = transport._handle_rtcp_data
+            transport._handle_rtcp_data = self._rtcp_handler(aiortc_rtcp)  # type: ignore[method-assign,assignment]
+
+    def _rtcp_handler(self, aiortc_rtcp: _RtcpHandler) -> _RtcpHandler:
+        async def handle_rtcp(data: bytes) -> None:
+            await self.handle_rtcp(data)
+            await aiortc_rtcp(data)  # receiver reports feed aiortc's getStats
+
+        return handle_rtcp
+
+    async def handle_rtcp(self, data: bytes) -> None:
+        """Act on one decrypted compound RTCP packet from the subscriber; never raises."""
+        try:
+            messages = rtcp.parse(data)
+        except MalformedPacket:
+            self.malformed_rtcp += 1
+            return
+        for message in messages:
+            if isinstance(message, rtcp.Nack):
+                sender = self._by_ssrc.get(message.media_ssrc)
+                if sender is not None:
+                    await sender.retransmit(message.lost)
+            elif isinstance(message, rtcp.Pli):
+                sender = self._by_ssrc.get(message.media_ssrc)
+                if sender is not None:
+                    await sender.request_keyframe()
+            elif isinstance(message, rtcp.Fir):
+                for target, _ in message.entries:
+                    sender = self._by_ssrc.get(target)
+                    if sender is not None:
+                        await sender.request_keyframe()
+            elif isinstance(message, rtcp.Remb):
+                self.remb_bitrate = message.bitrate
+
+
+class RawSender:
+    """Writes a `ForwardedStream`'s RTP to one subscriber, renumbered and SRTP-protected.
+
+    Built by `answer_subscriber`. It starts on a keyframe (on any packet, for audio); when
+    the source's SSRC changes (the publisher reconnected) it drops packets until the new
+    SSRC's first keyframe and continues the numbering from there.
+    """
+
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        stream: ForwardedStream,
+        on_keyframe_request: OnKeyframeRequest,
+    ) -> None:
+        sender = transceiver.sender
+        codecs = transceiver._codecs
+        self.stream = stream
+        self.transport = sender.transport
+        self.ssrc = sender._ssrc
+        self.payload_type = codecs[0].payloadType or 0
+        rtx = next((c for c in codecs[1:] if c.name.lower() == "rtx"), None)
+        self._rtx = None if rtx is None else (sender._rtx_ssrc, rtx.payloadType or 0)
+        self._rtx_sequence = int.from_bytes(os.urandom(2)) & 0x7FFF
+        self._extension = _mid_extension(transceiver)
+        self._rewriter = SequenceRewriter(
+            first_sequence=int.from_bytes(os.urandom(2)) & 0x7FFF,  # low half: no early wrap
+            first_timestamp=int.from_bytes(os.urandom(4)),
+        )
+        self._ts_offset = 0
+        self._last_sent = 0.0
+        self._on_keyframe_request = on_keyframe_request
+        self.sent = 0
+        self.octets = 0
+        self.retransmitted = 0
+        sender._send_rtcp = self._send_rtcp_reports  # type: ignore[method-assign]
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        """True until the first packet went out (video waits for a keyframe)."""
+        return self._rewriter.source is None
+
+    async def forward(self, packet: bytes, header: RtpHeader, keyframe_start: bool) -> bool:
+        """Send one source packet (validated by `rtp.header.parse`); False if dropped."""
+        rewriter = self._rewriter
+        if header.ssrc != rewriter.source:
+            if self.transport.state != "connected":
+                return False  # keep the keyframe wait for when it can be sent
+            if not keyframe_start:
+                await self._on_keyframe_request(self)
+                return False
+            delta = 0 if rewriter.source is None else self._elapsed_units()
+            sequence, timestamp = rewriter.switch(
+                header.ssrc, header.sequence, header.timestamp, timestamp_delta=delta
+            )
+            self._ts_offset = (timestamp - header.timestamp) & _TS_MASK
+        else:
+            numbers = rewriter.rewrite(header.ssrc, header.sequence, header.timestamp)
+            if numbers is None:
+                return False
+            sequence, timestamp = numbers
+        out = self._header(packet, header)
+        out += memoryview(packet)[header.payload_offset :]
+        rtp_header.patch(
+            out,
+            ssrc=self.ssrc,
+            payload_type=self.payload_type,
+            sequence=sequence,
+            timestamp=timestamp,
+        )
+        self._last_sent = time.monotonic()
+        self.sent += 1
+        self.octets += header.payload_end - header.payload_offset
+        return await _send(self.transport, out)
+
+    async def retransmit(self, lost: Iterable[int]) -> None:
+        """Resend what the subscriber NACKed from the stream's cache (as RTX if negotiated)."""
+        for sequence in lost:
+            source_sequence = self._rewriter.source_sequence(sequence)
+            if source_sequence is None:
+                continue
+            packet = self.stream.cache.get(source_sequence)
+            if packet is None:
+                continue
+            header = rtp_header.parse(packet)  # the cache holds parsed packets only
+            if header.ssrc != self._rewriter.source:
+                continue
+            timestamp = (header.timestamp + self._ts_offset) & _TS_MASK
+            out = self._header(packet, header)
+            if self._rtx is None:
+                out += memoryview(packet)[header.payload_offset :]
+                ssrc, payload_type = self.ssrc, self.payload_type
+            else:
+                # RFC 4588 §4: RTX payload = original sequence number + original payload.
+                out[0] &= ~0x20  # without the padding
+                out += sequence.to_bytes(2, "big")
+                out += memoryview(packet)[header.payload_offset : header.payload_end]
+                ssrc, payload_type = self._rtx
+                sequence = self._rtx_sequence
+                self._rtx_sequence = (sequence + 1) & 0xFFFF
+            rtp_header.patch(
+                out,
+                ssrc=ssrc,
+                payload_type=payload_type,
+                sequence=sequence & 0xFFFF,
+                timestamp=timestamp,
+            )
+            if await _send(self.transport, out):
+                self.retransmitted += 1
+
+    async def request_keyframe(self) -> None:
+        """The subscriber asked for a keyframe (PLI/FIR): let the caller forward it."""
+        await self._on_keyframe_request(self)
+
+    def _header(self, packet: bytes, header: RtpHeader) -> bytearray:
+        # The fixed header and CSRCs, then our own extension block: the publisher's
+        # extension ids and mid mean other things to this subscriber. Only the mid is
+        # carried (it tells the subscriber which m-line a packet is for).
+        csrc_end = rtp_header.FIXED_HEADER_SIZE + 4 * header.csrc_count
+        out = bytearray(packet[:csrc_end])
+        if self._extension:
+            out[0] |= 0x10
+            out += self._extension
+        else:
+            out[0] &= ~0x10
+        return out
+
+    def _elapsed_units(self) -> int:
+        return int((time.monotonic() - self._last_sent) * self.stream.clock_rate)
+
+    def _sender_report(self) -> bytes | None:
+        report = self.stream.sender_report
+        if report is None or self._rewriter.source is None:
+            return None
+        ntp, rtp_timestamp, arrived = report
+        elapsed = time.monotonic() - arrived
+        return _SENDER_REPORT.pack(
+            0x80,
+            rtcp.SR,
+            6,
+            self.ssrc,
+            (ntp + int(elapsed * (1 << 32))) & 0xFFFFFFFFFFFFFFFF,
+            (rtp_timestamp + self._ts_offset + int(elapsed * self.stream.clock_rate)) & _TS_MASK,
+            self.sent & 0xFFFFFFFF,
+            self.octets & 0xFFFFFFFF,
+        )
+
+    async def _send_rtcp_reports(self, packets: list[AnyRtcpPacket]) -> None:
+        # aiortc's sender reports would say nothing was sent (its encoder never ran):
+        # replace them with ours, mapped from the publisher's, or send none yet.
+        out = bytearray()
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                report = self._sender_report()
+                if report is None:
+                    return
+                out += report
+            else:
+                out += bytes(packet)
+        await _send(self.transport, out)
+
+
+def _one_codec(
+    codecs: list[RTCRtpCodecParameters], mimes: Sequence[str]
+) -> list[RTCRtpCodecParameters]:
+    # The first codec (in the offerer's order) we can forward, and its RTX if offered.
+    main = next((c for c in codecs if c.mimeType.lower() in mimes), None)
+    if main is None:
+        return []
+    rtx = [
+        c for c in codecs if c.name.lower() == "rtx" and c.parameters.get("apt") == main.payloadType
+    ]
+    return [main, *rtx[:1]]
+
+
+def _mid_extension(transceiver: RTCRtpTransceiver) -> bytes:
+    # RFC 8285 §4.2 one-byte form holding only the mid, padded to whole words.
+    ids = [e.id for e in transceiver._headerExtensions if e.uri == MID_URI]
+    mid = (transceiver.mid or "").encode()
+    if not ids or not 1 <= len(mid) <= 16:
+        return b""
+    element = bytes([ids[0] << 4 | (len(mid) - 1)]) + mid
+    element += bytes(-len(element) % 4)
+    return struct.pack("!HH", rtp_header.ONE_BYTE_PROFILE, len(element) // 4) + element
+
+
+async def _send(transport: RTCDtlsTransport, data: bytes | bytearray) -> bool:
+    try:
+        await transport._send_rtp(bytes(data))
+    except ConnectionError:
+        return False
+    return True
