@@ -33,6 +33,7 @@ bench: sync kafka centrifugo
 	$(UV) run --frozen python bench/flash_sale.py
 	$(UV) run --frozen python bench/chat.py
 	$(UV) run --frozen python bench/rtp_ops.py
+	$(UV) run --frozen python bench/relay_forward.py
 
 ## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
