@@ -18,8 +18,7 @@ from livecart_core.bus import EventBus
 from livecart_core.errors import InvalidArgument
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
-ROOM = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
-RoomId = Annotated[str, StringConstraints(pattern=ROOM.pattern)]
+RoomId = Annotated[str, StringConstraints(pattern=events.ROOM_ID.pattern)]
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DATA = 8192
 
@@ -90,6 +89,6 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
 
 def _room(room: str) -> str:
-    if not ROOM.match(room):
+    if not events.ROOM_ID.match(room):
         raise InvalidArgument("room_id is 1 to 200 of [A-Za-z0-9._:-]")
     return room

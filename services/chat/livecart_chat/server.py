@@ -32,7 +32,6 @@ from livecart_core.errors import Unauthenticated
 
 log = logging.getLogger("livecart.chat.server")
 
-ROOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 PATH = re.compile(r"^/ws/rooms/([^/?]+)$")
 MAX_FRAME = 4096
 MAX_NAME = 50
@@ -121,7 +120,7 @@ class ChatServer:
         url = urlsplit(conn.request.path)
         query = parse_qs(url.query)
         matched = PATH.match(url.path)
-        if matched is None or not ROOM_ID.match(matched.group(1)):
+        if matched is None or not events.ROOM_ID.match(matched.group(1)):
             await conn.close(
                 4404, "no such room: the path is /ws/rooms/{room}, room [A-Za-z0-9._:-]"
             )
