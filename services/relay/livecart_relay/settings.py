@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from livecart_core.settings import ServiceSettings
 
 
@@ -9,3 +11,12 @@ class RelaySettings(ServiceSettings):
     service_name: str = "relay"
     http_port: int = 8082
     grpc_port: int = 50053
+
+    max_subscribers: int = Field(default=500, ge=0)
+    """WHEP viewers this process serves over all rooms; more are told 503 + Retry-After."""
+    retry_after_s: int = Field(default=5, ge=1)
+    ice_host_addresses: list[str] = Field(default_factory=list)
+    """The addresses announced as ICE host candidates (JSON list); empty: every interface
+    aioice finds, which never includes 127.0.0.1."""
+    cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
+    """Origins whose browser pages may use WHEP (JSON list)."""

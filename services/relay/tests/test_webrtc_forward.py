@@ -28,8 +28,8 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from av import VideoFrame
 
 from livecart_relay import webrtc
+from livecart_relay.rooms import MediaRoom, RoomKey, SubscriberSession
 from livecart_relay.rtp import rtcp
-from livecart_relay.rtp.cache import KeyframeRequests
 from livecart_relay.rtp.header import RtpHeader
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,54 +95,60 @@ class Viewer:
             return
 
 
+class ObservedRoom(MediaRoom):
+    """The relay's room, counting the publisher's video packets; the first viewer can be
+    made to miss every n-th video packet (`lose_every`)."""
+
+    def __init__(self) -> None:
+        super().__init__(RoomKey("shop", "live"), keyframe_interval=0.3)
+        self.video_sequences: Counter[int] = Counter()
+        self.lose_every = 0
+
+    async def forward(
+        self, stream: webrtc.ForwardedStream, packet: bytes, header: RtpHeader, start: bool
+    ) -> None:
+        if stream.kind == "video":
+            self.video_sequences[header.sequence] += 1
+        await super().forward(stream, packet, header, start)
+
+    async def deliver(
+        self,
+        session: SubscriberSession,
+        sender: webrtc.RawSender,
+        packet: bytes,
+        header: RtpHeader,
+        start: bool,
+    ) -> None:
+        first = next(iter(self.sessions.values()))
+        lossy = self.lose_every and sender.stream.kind == "video" and session is first
+        if lossy and not start and header.sequence % self.lose_every == 0:
+            return
+        await super().deliver(session, sender, packet, header, start)
+
+
 class Room:
-    """A publisher, the relay's two sides and the viewers, wired as the relay will be."""
+    """A publisher, the relay's room between its two sides, and the viewers."""
 
     def __init__(self) -> None:
         self.publisher = peer()
         self.relay_in = peer()
         self.relay_outs: list[RTCPeerConnection] = []
         self.viewers: list[Viewer] = []
-        self.subscribers: list[webrtc.Subscriber] = []
-        self.limiter = KeyframeRequests(interval=0.3)
-        self.tap: webrtc.ReceiveTap | None = None
-        self.video_sequences: Counter[int] = Counter()
-        self.lose_every = 0  # > 0: the first viewer misses every n-th video packet
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self.media = ObservedRoom()
+
+    @property
+    def subscribers(self) -> list[webrtc.Subscriber]:
+        return [session.subscriber for session in self.media.sessions.values()]
 
     async def publish(self) -> webrtc.ReceiveTap:
         self.publisher.addTrack(MovingPicture())
         self.publisher.addTrack(AudioStreamTrack())
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
-        self.tap = await webrtc.answer_publisher(
-            self.relay_in, self.publisher.localDescription, self.on_rtp
-        )
+        tap = await self.media.publish(self.relay_in, self.publisher.localDescription)
         await self.publisher.setRemoteDescription(self.relay_in.localDescription)
-        return self.tap
-
-    async def on_rtp(
-        self, stream: webrtc.ForwardedStream, packet: bytes, header: RtpHeader, start: bool
-    ) -> None:
-        if stream.kind == "video":
-            self.video_sequences[header.sequence] += 1
-        for index, subscriber in enumerate(self.subscribers):
-            sender = subscriber.senders.get(stream.kind)
-            if sender is None:
-                continue
-            lose = self.lose_every and stream.kind == "video" and index == 0 and not start
-            if lose and header.sequence % self.lose_every == 0:
-                continue
-            await sender.forward(packet, header, start)
-
-    async def on_keyframe_request(self, sender: webrtc.RawSender) -> None:
-        assert self.tap is not None
-        if self.limiter.should_forward(sender.stream.kind, time.monotonic()):
-            task = asyncio.ensure_future(self.tap.request_keyframe(sender.stream.kind))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        return tap
 
     async def watch(self) -> Viewer:
-        assert self.tap is not None
         viewer = Viewer(peer())
         viewer.pc.addTransceiver("video", direction="recvonly")
         viewer.pc.addTransceiver("audio", direction="recvonly")
@@ -154,11 +160,8 @@ class Room:
         await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
         relay_out = peer()
         self.relay_outs.append(relay_out)
-        subscriber = await webrtc.answer_subscriber(
-            relay_out, viewer.pc.localDescription, self.tap.streams, self.on_keyframe_request
-        )
-        await viewer.pc.setRemoteDescription(relay_out.localDescription)
-        self.subscribers.append(subscriber)
+        session = await self.media.subscribe(relay_out, viewer.pc.localDescription)
+        await viewer.pc.setRemoteDescription(session.pc.localDescription)
         self.viewers.append(viewer)
         return viewer
 
@@ -167,8 +170,8 @@ class Room:
             await viewer.pc.close()
             for task in viewer.tasks:
                 task.cancel()
-        for pc in [self.publisher, self.relay_in, *self.relay_outs]:
-            await pc.close()
+        await self.media.close()
+        await self.publisher.close()
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -239,7 +242,7 @@ async def test_a_late_viewer_starts_on_a_keyframe_after_a_pli(
 
 
 async def test_a_viewers_losses_are_resent_from_the_cache(room: Room) -> None:
-    room.lose_every = 7
+    room.media.lose_every = 7
     await room.publish()
     viewer = await room.watch()
     await until(lambda: len(viewer.video_frames) >= FRAMES, f"{FRAMES} frames despite losses")
@@ -256,12 +259,12 @@ async def test_feedback_upstream_reaches_the_publisher(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="aiortc.rtcrtpsender")  # before the publisher
     tap = await room.publish()
-    await until(lambda: len(room.video_sequences) >= 20, "video packets")
+    await until(lambda: len(room.media.video_sequences) >= 20, "video packets")
     # A NACK brings the packet again, as RTX, which the tap unwraps.
-    wanted = max(room.video_sequences) - 5
-    assert room.video_sequences[wanted] == 1
+    wanted = max(room.media.video_sequences) - 5
+    assert room.media.video_sequences[wanted] == 1
     assert await tap.send_nack("video", [wanted])
-    await until(lambda: room.video_sequences[wanted] == 2, "the retransmission")
+    await until(lambda: room.media.video_sequences[wanted] == 2, "the retransmission")
     assert tap.dropped == 0
     # A REMB sets the publisher's bitrate.
     assert await tap.send_remb(1_000_000)

@@ -1,0 +1,338 @@
+"""WHEP playback against the relay service's own HTTP app (in process) with real aiortc
+peers on loopback: a publisher joins a room through `MediaRooms` (its WHIP endpoint is
+ingest's), viewers POST offers, decode what they get and DELETE their sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpsender import RTCRtpSender
+from av import VideoFrame
+
+from livecart_core.auth import TokenAuthority
+from livecart_core.service import Service
+from livecart_core.testing import TEST_AUTH_SECRET
+from livecart_relay import webrtc
+from livecart_relay.app import SERVICE, media_rooms
+from livecart_relay.rooms import MediaRooms, RoomKey
+from livecart_relay.settings import RelaySettings
+
+pytestmark = pytest.mark.timeout(60)
+
+TENANT, ROOM = "shop-1", "live"
+CAPACITY = 3
+FRAMES = 30
+WAIT = 15.0
+ORIGIN = "https://shop.example"
+TOKENS = TokenAuthority(TEST_AUTH_SECRET)
+
+
+def peer() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+def token(
+    scopes: tuple[str, ...] = ("play",), room: str | None = ROOM, tenant: str = TENANT
+) -> str:
+    return TOKENS.issue(tenant, "viewer-1", scopes, room=room)
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def loopback_only() -> Iterator[None]:
+    with webrtc.pinned_host_addresses(["127.0.0.1"]):  # for the test's own peers
+        yield
+
+
+@pytest.fixture(scope="module")
+async def relay() -> AsyncIterator[Service]:
+    settings = RelaySettings(
+        bus="memory",
+        auth_secret=TEST_AUTH_SECRET,
+        http_host="127.0.0.1",
+        http_port=0,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        max_subscribers=CAPACITY,
+        retry_after_s=7,
+        ice_host_addresses=["127.0.0.1"],
+    )
+    service = Service(SERVICE, settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.fixture(scope="module")
+async def rooms(relay: Service) -> AsyncIterator[MediaRooms]:
+    """The relay's rooms, with a publisher in (TENANT, ROOM) sending VP8 and Opus."""
+    rooms = media_rooms(relay)
+    publisher = peer()
+    publisher.addTrack(VideoStreamTrack())
+    publisher.addTrack(AudioStreamTrack())
+    await publisher.setLocalDescription(await publisher.createOffer())
+    answer = await rooms.publish(RoomKey(TENANT, ROOM), publisher.localDescription)
+    await publisher.setRemoteDescription(answer)
+    try:
+        yield rooms
+    finally:
+        await publisher.close()
+
+
+@pytest.fixture
+async def client(relay: Service, rooms: MediaRooms) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=relay.http_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+        yield client
+    room = rooms.get(RoomKey(TENANT, ROOM))
+    assert room is not None
+    for session_id in list(room.sessions):  # what a failed test left: not the next one's
+        await room.remove(session_id)
+
+
+@dataclass
+class Viewer:
+    """A WHEP client: aiortc offering recvonly video and audio, decoding what it gets."""
+
+    pc: RTCPeerConnection = field(default_factory=peer)
+    video_frames: int = 0
+    audio_frames: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def offer(self, *kinds: str, audio_codec: str | None = None) -> str:
+        for kind in kinds:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            if kind == "audio" and audio_codec is not None:
+                codecs = RTCRtpSender.getCapabilities("audio").codecs
+                transceiver.setCodecPreferences([c for c in codecs if c.mimeType == audio_codec])
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self.tasks.append(asyncio.ensure_future(self.consume(track)))
+
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                if isinstance(frame, VideoFrame):
+                    self.video_frames += 1
+                else:
+                    self.audio_frames += 1
+        except MediaStreamError:
+            return
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self.tasks:
+            task.cancel()
+
+
+@pytest.fixture
+async def viewers() -> AsyncIterator[list[Viewer]]:
+    made: list[Viewer] = []
+    try:
+        yield made
+    finally:
+        for viewer in made:
+            await viewer.close()
+
+
+async def post_offer(
+    client: httpx.AsyncClient, sdp: str | bytes, headers: dict[str, str], room: str = ROOM
+) -> httpx.Response:
+    return await client.post(
+        f"/whep/{room}", content=sdp, headers={"Content-Type": "application/sdp", **headers}
+    )
+
+
+async def watch(client: httpx.AsyncClient, viewers: list[Viewer]) -> tuple[Viewer, str]:
+    """A viewer connected through WHEP, and its session URL."""
+    viewer = Viewer()
+    viewers.append(viewer)
+    response = await post_offer(client, await viewer.offer("video", "audio"), bearer(token()))
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/sdp"
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    return viewer, response.headers["location"]
+
+
+async def test_a_viewer_decodes_the_room_and_leaves_with_delete(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    viewer, location = await watch(client, viewers)
+    assert re.fullmatch(rf"/whep/{ROOM}/[A-Za-z0-9_-]{{16,}}", location)
+    await until(lambda: viewer.video_frames >= FRAMES, f"{FRAMES} decoded video frames")
+    await until(lambda: viewer.audio_frames >= 10, "decoded audio frames")
+    assert rooms.subscriber_count == 1
+
+    response = await client.delete(location, headers=bearer(token()))
+    assert response.status_code == 204
+    assert rooms.subscriber_count == 0
+    again = await client.delete(location, headers=bearer(token()))
+    assert again.status_code == 404 and again.json()["error"] == "not_found"
+
+
+async def test_a_session_closed_by_the_viewer_leaves_the_room(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    viewer, _ = await watch(client, viewers)
+    await until(lambda: viewer.video_frames >= 1, "a frame")
+    room = rooms.get(RoomKey(TENANT, ROOM))
+    assert room is not None and len(room.sessions) == 1
+    (session,) = room.sessions.values()
+    await session.pc.close()  # as when ICE consent fails: the room drops it by itself
+    await until(lambda: rooms.subscriber_count == 0, "the closed session to leave")
+
+
+async def test_over_capacity_is_503_with_retry_after(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    locations = [(await watch(client, viewers))[1] for _ in range(CAPACITY)]
+    assert rooms.subscriber_count == CAPACITY
+    extra = Viewer()
+    viewers.append(extra)
+    response = await post_offer(client, await extra.offer("video"), bearer(token()))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"] == "over_capacity"
+    for location in locations:
+        assert (await client.delete(location, headers=bearer(token()))).status_code == 204
+    assert rooms.subscriber_count == 0
+
+
+async def test_only_what_the_relay_can_forward_is_answered(
+    client: httpx.AsyncClient, viewers: list[Viewer]
+) -> None:
+    pcmu = Viewer()
+    viewers.append(pcmu)
+    response = await post_offer(
+        client, await pcmu.offer("audio", audio_codec="audio/PCMU"), bearer(token())
+    )
+    assert response.status_code == 406
+    body = response.json()
+    assert body["error"] == "unsupported_codecs" and "audio/opus" in body["message"]
+
+
+BROKEN_M_LINE = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video x UDP\r\n"
+NO_ICE = BROKEN_M_LINE.replace("x UDP", "9 UDP/TLS/RTP/SAVPF 96") + "a=rtpmap:96 VP8/90000\r\n"
+
+
+@pytest.mark.parametrize(
+    ("headers", "room", "body", "status", "error", "says"),
+    [
+        ({}, ROOM, None, 401, "unauthenticated", "Bearer"),
+        (bearer("not-a-jwt"), ROOM, None, 401, "unauthenticated", "invalid token"),
+        (bearer(token(("publish",))), ROOM, None, 403, "permission_denied", "'play'"),
+        (bearer(token(room="other")), ROOM, None, 403, "permission_denied", "'other'"),
+        (bearer(token(room=None)), "empty-room", None, 404, "not_found", "no publisher"),
+        (bearer(token(room=None, tenant="t2")), ROOM, None, 404, "not_found", "no publisher"),
+        (bearer(token(room=None)), "x" * 201, None, 400, "invalid_argument", "room id"),
+        (bearer(token()), ROOM, "hello", 400, "invalid_argument", "v=0"),
+        (bearer(token()), ROOM, b"v=0\r\nm=\xff\xfe", 400, "invalid_argument", "UTF-8"),
+        (bearer(token()), ROOM, BROKEN_M_LINE, 400, "invalid_argument", "malformed SDP"),
+        (bearer(token()), ROOM, NO_ICE, 400, "invalid_argument", "ICE"),
+        (bearer(token()), ROOM, "v=0\r\nm=" + "a" * 65536, 413, "payload_too_large", "65536"),
+    ],
+)
+async def test_bad_offers_are_refused_with_the_reason(
+    client: httpx.AsyncClient,
+    viewers: list[Viewer],
+    headers: dict[str, str],
+    room: str,
+    body: str | bytes | None,
+    status: int,
+    error: str,
+    says: str,
+) -> None:
+    if body is None:
+        viewer = Viewer()
+        viewers.append(viewer)
+        body = await viewer.offer("video", "audio")
+    response = await post_offer(client, body, headers, room=room)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert says in response.json()["message"]
+
+
+async def test_a_body_that_is_not_sdp_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"/whep/{ROOM}", json={"sdp": "v=0"}, headers=bearer(token()))
+    assert response.status_code == 400
+    assert "application/sdp" in response.json()["message"]
+
+
+async def test_sessions_refuse_patch_and_unknown_deletes(client: httpx.AsyncClient) -> None:
+    patch = await client.patch(
+        f"/whep/{ROOM}/abc",
+        content="a=end-of-candidates\r\n",
+        headers={"Content-Type": "application/trickle-ice-sdpfrag", **bearer(token())},
+    )
+    assert patch.status_code == 405
+    assert "DELETE" in patch.headers["allow"]
+    assert "trickle ICE" in patch.json()["message"]
+    unknown = await client.delete(f"/whep/{ROOM}/abc", headers=bearer(token()))
+    assert unknown.status_code == 404
+    unauthenticated = await client.delete(f"/whep/{ROOM}/abc")
+    assert unauthenticated.status_code == 401
+    options = await client.options(f"/whep/{ROOM}")
+    assert options.status_code == 204 and "POST" in options.headers["allow"]
+
+
+async def test_browsers_from_another_origin_may_play(
+    client: httpx.AsyncClient, viewers: list[Viewer]
+) -> None:
+    preflight = await client.options(
+        f"/whep/{ROOM}",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] in ("*", ORIGIN)
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed and "content-type" in allowed
+    assert "DELETE" in preflight.headers["access-control-allow-methods"]
+
+    viewer = Viewer()
+    viewers.append(viewer)
+    sdp = await viewer.offer("video")
+    response = await post_offer(client, sdp, {"Origin": ORIGIN, **bearer(token())})
+    assert response.status_code == 201
+    assert "location" in response.headers["access-control-expose-headers"].lower()
+    location = response.headers["location"]
+    refused = await post_offer(client, sdp, {"Origin": ORIGIN})
+    assert refused.status_code == 401 and "access-control-allow-origin" in refused.headers
+    deleted = await client.delete(location, headers={"Origin": ORIGIN, **bearer(token())})
+    assert deleted.status_code == 204
