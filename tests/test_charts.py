@@ -144,6 +144,8 @@ def test_every_deployment_runs_its_service_with_probes_and_kafka(
         assert variables["LIVECART_HTTP_PORT"]["value"] == str(ports["http"]), name
         assert variables["LIVECART_GRPC_PORT"]["value"] == str(ports["grpc"]), name
         assert variables["LIVECART_LOG_FORMAT"]["value"] == "json", name
+        secret = {"name": "livecart-auth", "key": "secret"}  # one signing secret everywhere
+        assert variables["LIVECART_AUTH_SECRET"]["valueFrom"]["secretKeyRef"] == secret, name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true", name
         assert annotations["prometheus.io/path"] == "/metrics", name

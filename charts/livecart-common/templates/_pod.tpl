@@ -23,6 +23,11 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
       name: {{ include "livecart.databaseSecretName" .root }}
       key: {{ $v.database.existingSecretKey | default "url" }}
 {{- end }}
+- name: LIVECART_AUTH_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "auth.existingSecret is required (one secret for every region)" $v.auth.existingSecret }}
+      key: {{ $v.auth.existingSecretKey | default "secret" }}
 {{- with $v.otlpEndpoint }}
 - name: LIVECART_OTLP_ENDPOINT
   value: {{ . | quote }}
