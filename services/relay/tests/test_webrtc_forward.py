@@ -32,10 +32,11 @@ from livecart_relay.rooms import MediaRoom, RoomKey, SubscriberSession
 from livecart_relay.rtp import rtcp
 from livecart_relay.rtp.header import RtpHeader
 
+from .conftest import WAIT, until
+
 pytestmark = pytest.mark.timeout(60)
 
 FRAMES = 30
-WAIT = 15.0
 CANDIDATE_PORT = r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+)"
 
 
@@ -172,14 +173,6 @@ class Room:
                 task.cancel()
         await self.media.close()
         await self.publisher.close()
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -32,12 +31,13 @@ from livecart_relay.app import SERVICE, media_rooms
 from livecart_relay.rooms import MediaRooms, RoomKey
 from livecart_relay.settings import RelaySettings
 
+from .conftest import until
+
 pytestmark = pytest.mark.timeout(60)
 
 TENANT, ROOM = "shop-1", "live"
 CAPACITY = 3
 FRAMES = 30
-WAIT = 15.0
 ORIGIN = "https://shop.example"
 TOKENS = TokenAuthority(TEST_AUTH_SECRET)
 
@@ -54,14 +54,6 @@ def token(
 
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(autouse=True, scope="module")
