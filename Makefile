@@ -14,7 +14,7 @@ HELM_VERSION := v3.22.0
 CENTRIFUGO_VERSION := v6.9.1
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
-MYPY_PACKAGES := -p livecart_core -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
+MYPY_PACKAGES := -p livecart_core -p livecart_media -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
 .PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo clean
 

@@ -1,6 +1,6 @@
 """Relay CPU per forwarded RTP packet per subscriber, aiortc peers on loopback.
 
-The relay (`livecart_relay.webrtc`: ReceiveTap in, one RawSender per subscriber and kind)
+The relay (`livecart_media.webrtc`: ReceiveTap in, one RawSender per subscriber and kind)
 runs in its own process; the publisher (aiortc encoding VP8 + Opus) and the subscribers
 run in this one. Subscribers are raw ReceiveTaps that count packets without decoding,
 so they cost less than the relay. Prints `name=value unit` lines:
@@ -33,9 +33,9 @@ from aiortc import (
 )
 from av import VideoFrame
 
-from livecart_relay import webrtc
-from livecart_relay.rtp.cache import KeyframeRequests
-from livecart_relay.rtp.header import RtpHeader
+from livecart_media import webrtc
+from livecart_media.rtp.cache import KeyframeRequests
+from livecart_media.rtp.header import RtpHeader
 
 
 class MovingPicture(VideoStreamTrack):

@@ -1,4 +1,4 @@
-"""Per-call cost of the relay's RTP building blocks (livecart_relay.rtp), in microseconds.
+"""Per-call cost of the relay's RTP building blocks (livecart_media.rtp), in microseconds.
 
 Pure CPU, no sockets: each operation runs in a tight loop on a 1200-byte VP8 packet (or a
 NACK of 10 losses) and the best of five rounds is printed.
@@ -18,10 +18,10 @@ import struct
 import time
 from collections.abc import Callable
 
-from livecart_relay.rtp import header, rtcp
-from livecart_relay.rtp.cache import PacketCache
-from livecart_relay.rtp.keyframe import is_vp8_keyframe_start
-from livecart_relay.rtp.rewriter import SequenceRewriter
+from livecart_media.rtp import header, rtcp
+from livecart_media.rtp.cache import PacketCache
+from livecart_media.rtp.keyframe import is_vp8_keyframe_start
+from livecart_media.rtp.rewriter import SequenceRewriter
 
 
 def per_call_us(calls: int, operation: Callable[[int], object]) -> float:

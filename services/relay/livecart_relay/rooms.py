@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from livecart_core.errors import Conflict, InvalidArgument, NotFound
-from livecart_relay.errors import OverCapacity, UnsupportedCodecs
-from livecart_relay.rtp.cache import KeyframeRequests
-from livecart_relay.rtp.header import RtpHeader
-from livecart_relay.webrtc import (
+from livecart_media.errors import OverCapacity, UnsupportedCodecs
+from livecart_media.rtp.cache import KeyframeRequests
+from livecart_media.rtp.header import RtpHeader
+from livecart_media.webrtc import (
     ForwardedStream,
     Kind,
     NegotiationError,

@@ -27,10 +27,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from av import VideoFrame
 
-from livecart_relay import webrtc
+from livecart_media import webrtc
+from livecart_media.rtp import rtcp
+from livecart_media.rtp.header import RtpHeader
 from livecart_relay.rooms import MediaRoom, RoomKey, SubscriberSession
-from livecart_relay.rtp import rtcp
-from livecart_relay.rtp.header import RtpHeader
 
 from .conftest import WAIT, until
 

@@ -13,8 +13,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from livecart_relay.rtp.errors import MalformedPacket
-from livecart_relay.rtp.header import Buffer
+from livecart_media.rtp.errors import MalformedPacket
+from livecart_media.rtp.header import Buffer
 
 SR, RR, SDES, BYE, RTPFB, PSFB = 200, 201, 202, 203, 205, 206
 FMT_NACK = 1

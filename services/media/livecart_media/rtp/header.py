@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from livecart_relay.rtp.errors import MalformedPacket
+from livecart_media.rtp.errors import MalformedPacket
 
 Buffer = bytes | bytearray | memoryview
 """What the functions here read from (collections.abc.Buffer is Python 3.12+)."""

@@ -43,12 +43,12 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
 from av.frame import Frame
 
-from livecart_relay.rtp import header as rtp_header
-from livecart_relay.rtp import keyframe, rtcp
-from livecart_relay.rtp.cache import PacketCache
-from livecart_relay.rtp.errors import MalformedPacket
-from livecart_relay.rtp.header import RtpHeader
-from livecart_relay.rtp.rewriter import SequenceRewriter
+from livecart_media.rtp import header as rtp_header
+from livecart_media.rtp import keyframe, rtcp
+from livecart_media.rtp.cache import PacketCache
+from livecart_media.rtp.errors import MalformedPacket
+from livecart_media.rtp.header import RtpHeader
+from livecart_media.rtp.rewriter import SequenceRewriter
 
 logger = logging.getLogger(__name__)
 

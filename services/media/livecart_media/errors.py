@@ -1,4 +1,4 @@
-"""Refusals particular to the relay, beside the runtime's (livecart_core.errors)."""
+"""Refusals of the media path (WHIP, WHEP, pipes), beside the runtime's (livecart_core.errors)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from livecart_core.errors import ServiceError
 
 
 class UnsupportedCodecs(ServiceError):
-    """An offer with no codec the relay can forward; the message names the ones it can."""
+    """An offer with no codec Livecart can forward; the message names the ones it can."""
 
     code, http_status, grpc_status = "unsupported_codecs", 406, grpc.StatusCode.INVALID_ARGUMENT
 
@@ -18,7 +18,7 @@ class PayloadTooLarge(ServiceError):
 
 
 class OverCapacity(ServiceError):
-    """This relay process serves as many viewers as it may; try again after `retry_after_s`."""
+    """This process serves as many peers as it may; try again after `retry_after_s`."""
 
     code, http_status, grpc_status = "over_capacity", 503, grpc.StatusCode.UNAVAILABLE
 

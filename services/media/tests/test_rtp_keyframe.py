@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from livecart_relay.rtp import header
-from livecart_relay.rtp.errors import MalformedPacket
-from livecart_relay.rtp.keyframe import (
+from livecart_media.rtp import header
+from livecart_media.rtp.errors import MalformedPacket
+from livecart_media.rtp.keyframe import (
     is_h264_keyframe_start,
     is_vp8_keyframe_start,
     parse_vp8_descriptor,

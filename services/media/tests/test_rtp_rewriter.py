@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from livecart_relay.rtp.rewriter import SequenceRewriter, Vp8IndexRewriter
+from livecart_media.rtp.rewriter import SequenceRewriter, Vp8IndexRewriter
 
 A, B = 0xAAAA0001, 0xBBBB0002
 

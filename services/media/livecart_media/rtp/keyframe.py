@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from livecart_relay.rtp.errors import MalformedPacket
-from livecart_relay.rtp.header import Buffer
+from livecart_media.rtp.errors import MalformedPacket
+from livecart_media.rtp.header import Buffer
 
 NAL_IDR = 5
 NAL_SPS = 7

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from livecart_relay.rtp import rtcp
-from livecart_relay.rtp.errors import MalformedPacket
+from livecart_media.rtp import rtcp
+from livecart_media.rtp.errors import MalformedPacket
 
 BLOCK = struct.pack("!IBBHIIII", 0x1111, 64, 0xFF, 0xFFFE, 0x0001_0010, 37, 0xABCD_0000, 655)
 

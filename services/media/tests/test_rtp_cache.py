@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from livecart_relay.rtp.cache import KeyframeRequests, PacketCache
+from livecart_media.rtp.cache import KeyframeRequests, PacketCache
 
 
 def packet(sequence: int) -> bytes:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from livecart_relay.rtp import header
-from livecart_relay.rtp.errors import MalformedPacket
+from livecart_media.rtp import header
+from livecart_media.rtp.errors import MalformedPacket
 
 
 def rtp(

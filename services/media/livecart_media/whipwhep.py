@@ -1,0 +1,117 @@
+"""The HTTP conventions WHIP (RFC 9725, ingest) and WHEP (draft-ietf-wish-whep, relay) share.
+
+Both take an ``application/sdp`` offer with a Bearer token, answer ``201`` with the SDP
+answer and a ``Location`` to DELETE, announce ICE servers in ``Link`` headers, and need
+CORS for browser pages on other origins. One copy lives here so the two endpoints cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from aiortc import RTCSessionDescription
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+
+from livecart_core.auth import Principal
+from livecart_core.errors import InvalidArgument, PermissionDenied
+from livecart_media.errors import OverCapacity, PayloadTooLarge
+
+SDP = "application/sdp"
+MAX_SDP_BYTES = 64 * 1024
+ROOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+SESSION_ALLOW = "DELETE, OPTIONS"
+ENDPOINT_ALLOW = "POST, OPTIONS"
+
+
+def install_cors(app: FastAPI, origins: Sequence[str]) -> None:
+    """CORS for browser publishers and players on `origins`, and the 503 Retry-After answer."""
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_methods=["POST", "DELETE", "PATCH", "OPTIONS"],
+        # Named: a browser does not let `*` cover Authorization.
+        allow_headers=["Authorization", "Content-Type", "If-Match"],
+        expose_headers=["Location", "Allow", "Retry-After", "Link", "ETag"],
+        max_age=600,
+    )
+
+    @app.exception_handler(OverCapacity)
+    async def over_capacity(request: Request, exc: OverCapacity) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.code, "message": str(exc)},
+            status_code=exc.http_status,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+
+def checked_room(caller: Principal, room: str) -> str:
+    """`room` if it is a valid room id the caller's token may use."""
+    if not ROOM_ID.match(room):
+        raise InvalidArgument("a room id is 1 to 200 of A-Z a-z 0-9 . _ : -")
+    if caller.room is not None and caller.room != room:
+        raise PermissionDenied(f"this token is for room {caller.room!r}, not {room!r}")
+    return room
+
+
+async def read_offer(request: Request) -> RTCSessionDescription:
+    """The request's SDP offer; 400 for a wrong type or non-SDP body, 413 over 64 KiB."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != SDP:
+        raise InvalidArgument(f"the body must be an SDP offer (Content-Type: {SDP})")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_SDP_BYTES:
+        raise PayloadTooLarge(f"an SDP offer may have at most {MAX_SDP_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_SDP_BYTES:
+            raise PayloadTooLarge(f"an SDP offer may have at most {MAX_SDP_BYTES} bytes")
+    try:
+        sdp = body.decode()
+    except UnicodeDecodeError:
+        raise InvalidArgument("the SDP offer is not UTF-8 text") from None
+    if not sdp.startswith("v=0") or "\nm=" not in sdp:
+        raise InvalidArgument("not an SDP offer: it must start with v=0 and have m= lines")
+    return RTCSessionDescription(sdp=sdp, type="offer")
+
+
+def ice_server_links(urls: Sequence[str]) -> str | None:
+    """A ``Link`` header value announcing STUN/TURN servers (RFC 9725 §4.4), or None.
+
+    Each entry is a URL (``stun:host:port``) or, for TURN with credentials,
+    ``turn:host:port?transport=udp username=user credential=secret``.
+    """
+    links = []
+    for entry in urls:
+        url, *params = entry.split()
+        link = f'<{url}>; rel="ice-server"'
+        for param in params:
+            name, _, value = param.partition("=")
+            if name in ("username", "credential"):
+                link += f'; {name}="{value}"'
+        if url.startswith("turn"):
+            link += '; credential-type="password"'
+        links.append(link)
+    return ", ".join(links) or None
+
+
+def answer(sdp: str, location: str, ice_servers: Sequence[str] = ()) -> Response:
+    """The ``201 Created`` answer to an offer."""
+    headers = {"Location": location}
+    link = ice_server_links(ice_servers)
+    if link:
+        headers["Link"] = link
+    return Response(sdp, status_code=201, media_type=SDP, headers=headers)
+
+
+def refuse_method(allow: str, why: str) -> Response:
+    """``405`` naming what the resource allows."""
+    return JSONResponse(
+        {"error": "method_not_allowed", "message": why},
+        status_code=405,
+        headers={"Allow": allow},
+    )
