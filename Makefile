@@ -16,14 +16,14 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
 MYPY_PACKAGES := -p livecart_core -p livecart_media -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
-.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo clean
+.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers clean
 
 ## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
 dev: sync
 	$(UV) run --frozen python -m livecart_allinone
 
 ## test: lint, then the whole suite against real Kafka, Postgres, gRPC and HTTP
-test: lint kafka
+test: lint kafka browsers
 	$(UV) run --frozen pytest
 
 ## bench: every benchmark; each prints `name=value unit` lines
@@ -75,6 +75,13 @@ centrifugo:
 	@# Like helm, a `go install`ed centrifugo reports version 0.0.0; the module version is exact.
 	@test -x $(TOOLS_BIN)/centrifugo && go version -m $(TOOLS_BIN)/centrifugo | grep -q 'github.com/centrifugal/centrifugo/v6[[:space:]]$(CENTRIFUGO_VERSION)[[:space:]]' \
 	  || GOBIN=$(TOOLS_BIN) go install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)
+
+# Waits for another apt/dpkg run to finish instead of failing on its lock.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600
+
+## browsers: Debian's chromium for tests/test_browser_media.py (Playwright drives it; never downloads one)
+browsers:
+	@test -x /usr/bin/chromium || $(APT_INSTALL) chromium || { apt-get update && $(APT_INSTALL) chromium; }
 
 ## kafka: Apache Kafka's jars from Maven Central into $(LIVECART_CACHE)
 kafka: sync
