@@ -16,18 +16,18 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
 MYPY_PACKAGES := -p livecart_core -p livecart_media -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
-.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers clean
+.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers netlab clean
 
 ## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
 dev: sync
 	$(UV) run --frozen python -m livecart_allinone
 
 ## test: lint, then the whole suite against real Kafka, Postgres, gRPC and HTTP
-test: lint kafka browsers
+test: lint kafka browsers netlab
 	$(UV) run --frozen pytest
 
 ## bench: every benchmark; each prints `name=value unit` lines
-bench: sync kafka centrifugo
+bench: sync kafka centrifugo netlab
 	$(UV) run --frozen python bench/bus.py
 	$(UV) run --frozen python bench/startup.py
 	$(UV) run --frozen python bench/flash_sale.py
@@ -82,6 +82,11 @@ APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-re
 ## browsers: Debian's chromium for tests/test_browser_media.py (Playwright drives it; never downloads one)
 browsers:
 	@test -x /usr/bin/chromium || $(APT_INSTALL) chromium || { apt-get update && $(APT_INSTALL) chromium; }
+
+## netlab: nftables and iproute2 for the network-impairment tests and benches (livecart_core.netlab)
+netlab:
+	@command -v nft >/dev/null && command -v ip >/dev/null \
+	  || $(APT_INSTALL) nftables iproute2 || { apt-get update && $(APT_INSTALL) nftables iproute2; }
 
 ## kafka: Apache Kafka's jars from Maven Central into $(LIVECART_CACHE)
 kafka: sync
