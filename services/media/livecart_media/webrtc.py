@@ -128,7 +128,7 @@ class ForwardedStream:
         return keyframe.is_h264_keyframe_start(payload)
 
 
-OnRtp = Callable[[ForwardedStream, bytes, RtpHeader, bool], Awaitable[None]]
+OnRtp = Callable[[ForwardedStream, bytes, RtpHeader, bool], Awaitable[object]]
 """Called with (stream, packet, its header, whether a subscriber can start on it)."""
 OnKeyframeRequest = Callable[["RawSender"], Awaitable[None]]
 _RtcpHandler = Callable[[bytes], Coroutine[Any, Any, None]]
@@ -170,6 +170,8 @@ class ReceiveTap:
         self.received = 0
         self.dropped = 0
         self.keyframe_requests = 0
+        self.on_sender_report: Callable[[bytes], None] | None = None
+        """Called with each compound RTCP packet that holds a publisher's sender report."""
         self._on_rtp = on_rtp
         self._routes: dict[int, tuple[ForwardedStream, bool]] = {}  # PT: (stream, is RTX)
         self._feedback: dict[Kind, tuple[RTCDtlsTransport, int]] = {}  # transport, our SSRC
@@ -259,8 +261,10 @@ class ReceiveTap:
             except MalformedPacket:
                 self.dropped += 1
                 return
+            reported = False
             for message in messages:
                 if isinstance(message, rtcp.SenderReport):
+                    reported = True
                     for stream in self.streams.values():
                         if stream.ssrc == message.ssrc:
                             stream.sender_report = (
@@ -268,6 +272,8 @@ class ReceiveTap:
                                 message.rtp_timestamp,
                                 time.monotonic(),
                             )
+            if reported and self.on_sender_report is not None:
+                self.on_sender_report(data)
             await aiortc_rtcp(data)  # aiortc still handles BYE (it stops the idle decoder)
 
         return handle_rtcp

@@ -195,3 +195,7 @@ def test_is_rtcp_tells_rtcp_from_rtp_on_a_muxed_port() -> None:
     assert not rtcp.is_rtcp(bytes([0x80, 96]) + bytes(10))
     assert not rtcp.is_rtcp(bytes([0x80, 0x80 | 111]) + bytes(10))
     assert not rtcp.is_rtcp(b"\x80")
+
+
+def test_bye_round_trips() -> None:
+    assert rtcp.parse(rtcp.build_bye([1, 0xFFFFFFFF])) == [rtcp.Bye((1, 0xFFFFFFFF))]

@@ -1,24 +1,38 @@
-"""Wiring of the relay service: WHEP playback over the process's media rooms."""
+"""Wiring of the relay service: WHEP playback and ingest pipes over the process's rooms."""
 
 from __future__ import annotations
 
+from livecart.relay.v1.relay_service_pb2_grpc import add_RelayServiceServicer_to_server
 from livecart_core.service import Service, ServiceDefinition
+from livecart_relay.pipes import SERVICE_NAME, RelayServicer
+from livecart_relay.player import install_player_page
 from livecart_relay.rooms import MediaRooms
 from livecart_relay.settings import RelaySettings
 from livecart_relay.whep import install_whep
 
 
 async def setup(service: Service) -> None:
-    """WHEP routes over one `MediaRooms`, kept as ``service.http_app.state.media_rooms``."""
+    """WHEP routes and the pipe API over one `MediaRooms` (``http_app.state.media_rooms``)."""
     settings = service.settings
     assert isinstance(settings, RelaySettings)
     rooms = MediaRooms(
         max_subscribers=settings.max_subscribers,
         retry_after_s=settings.retry_after_s,
         ice_host_addresses=settings.ice_host_addresses,
+        pipe_host=settings.pipe_host,
+        pipe_timeout_s=settings.pipe_timeout_s,
+        publisher_grace_s=settings.publisher_grace_s,
     )
     service.http_app.state.media_rooms = rooms
-    install_whep(service.http_app, rooms, service.tokens, cors_origins=settings.cors_allow_origins)
+    install_whep(
+        service.http_app,
+        rooms,
+        service.tokens,
+        cors_origins=settings.cors_allow_origins,
+        ice_servers=settings.ice_servers,
+    )
+    add_RelayServiceServicer_to_server(RelayServicer(rooms, service.tokens), service.grpc_server)
+    install_player_page(service.http_app)
     service.on_stop(rooms.close)
 
 
@@ -36,4 +50,5 @@ SERVICE = ServiceDefinition(
     uses_database=False,
     uses_auth=True,
     setup=setup,
+    grpc_services=(SERVICE_NAME,),
 )

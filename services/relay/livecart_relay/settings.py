@@ -20,3 +20,13 @@ class RelaySettings(ServiceSettings):
     aioice finds, which never includes 127.0.0.1."""
     cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
     """Origins whose browser pages may use WHEP (JSON list)."""
+    ice_servers: list[str] = Field(default_factory=list)
+    """STUN/TURN servers announced to viewers in WHEP ``Link`` headers (JSON list of URLs;
+    TURN as ``turn:host:port?transport=udp username=u credential=c``)."""
+    pipe_host: str = "127.0.0.1"
+    """The address ingest's pipes reach this relay on (bound and announced); in a cluster,
+    the pod's IP."""
+    pipe_timeout_s: float = Field(default=10.0, gt=0)
+    """A pipe silent this long has lost its publisher."""
+    publisher_grace_s: float = Field(default=30.0, gt=0)
+    """How long a room whose publisher was lost keeps its viewers waiting for it."""

@@ -107,10 +107,10 @@ class ObservedRoom(MediaRoom):
 
     async def forward(
         self, stream: webrtc.ForwardedStream, packet: bytes, header: RtpHeader, start: bool
-    ) -> None:
+    ) -> int:
         if stream.kind == "video":
             self.video_sequences[header.sequence] += 1
-        await super().forward(stream, packet, header, start)
+        return await super().forward(stream, packet, header, start)
 
     async def deliver(
         self,

@@ -275,3 +275,11 @@ def build_remb(sender_ssrc: int, bitrate: int, ssrcs: Iterable[int]) -> bytes:
     )
     fci += struct.pack(f"!{len(targets)}I", *targets)
     return _feedback(PSFB, FMT_AFB, sender_ssrc, 0, fci)
+
+
+def build_bye(ssrcs: Iterable[int]) -> bytes:
+    """A BYE for `ssrcs` (RFC 3550 §6.6), without a reason."""
+    sources = tuple(ssrcs)
+    if not 1 <= len(sources) <= 31:
+        raise ValueError("a BYE names 1 to 31 SSRCs")
+    return struct.pack(f"!BBH{len(sources)}I", 0x80 | len(sources), BYE, len(sources), *sources)

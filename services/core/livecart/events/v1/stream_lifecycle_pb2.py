@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)livecart/events/v1/stream_lifecycle.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\x0fStreamLifecycle\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x0c\n\x04\x65\x64ge\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.livecart.events.v1.StreamState\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t*x\n\x0bStreamState\x12\x1c\n\x18STREAM_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14STREAM_STATE_STARTED\x10\x01\x12\x18\n\x14STREAM_STATE_STOPPED\x10\x02\x12\x17\n\x13STREAM_STATE_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)livecart/events/v1/stream_lifecycle.proto\x12\x12livecart.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x0fStreamLifecycle\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12\x0c\n\x04\x65\x64ge\x18\x03 \x01(\t\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.livecart.events.v1.StreamState\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\ttenant_id\x18\x07 \x01(\t\x12\x11\n\tpublisher\x18\x08 \x01(\t*x\n\x0bStreamState\x12\x1c\n\x18STREAM_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14STREAM_STATE_STARTED\x10\x01\x12\x18\n\x14STREAM_STATE_STOPPED\x10\x02\x12\x17\n\x13STREAM_STATE_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecart.events.v1.stream_lifecycle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STREAMSTATE']._serialized_start=281
-  _globals['_STREAMSTATE']._serialized_end=401
+  _globals['_STREAMSTATE']._serialized_start=319
+  _globals['_STREAMSTATE']._serialized_end=439
   _globals['_STREAMLIFECYCLE']._serialized_start=99
-  _globals['_STREAMLIFECYCLE']._serialized_end=279
+  _globals['_STREAMLIFECYCLE']._serialized_end=317
 # @@protoc_insertion_point(module_scope)

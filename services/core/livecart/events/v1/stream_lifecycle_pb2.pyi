@@ -21,17 +21,21 @@ STREAM_STATE_STOPPED: StreamState
 STREAM_STATE_FAILED: StreamState
 
 class StreamLifecycle(_message.Message):
-    __slots__ = ("room_id", "stream_id", "edge", "state", "occurred_at", "reason")
+    __slots__ = ("room_id", "stream_id", "edge", "state", "occurred_at", "reason", "tenant_id", "publisher")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     EDGE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
     room_id: str
     stream_id: str
     edge: str
     state: StreamState
     occurred_at: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, room_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., edge: _Optional[str] = ..., state: _Optional[_Union[StreamState, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    publisher: str
+    def __init__(self, room_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., edge: _Optional[str] = ..., state: _Optional[_Union[StreamState, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., tenant_id: _Optional[str] = ..., publisher: _Optional[str] = ...) -> None: ...
