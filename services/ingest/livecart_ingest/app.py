@@ -1,13 +1,59 @@
-"""Wiring of the ingest service."""
+"""Wiring of the ingest service: WHIP publishers, piped to the relay."""
 
 from __future__ import annotations
 
-from livecart_core.service import ServiceDefinition
+from livecart.relay.v1.relay_service_pb2_grpc import RelayServiceStub
+from livecart_core.rpc import create_channel
+from livecart_core.service import Service, ServiceDefinition
+from livecart_ingest.publishers import Publishers
 from livecart_ingest.settings import IngestSettings
+from livecart_ingest.whip import install_whip
+
+
+async def setup(service: Service) -> None:
+    """WHIP routes over one `Publishers`, kept as ``service.http_app.state.publishers``."""
+    settings = service.settings
+    assert isinstance(settings, IngestSettings)
+    channel = create_channel(settings.relay_grpc_address, deadline_s=5.0)
+    publishers = Publishers(
+        relay=RelayServiceStub(channel),
+        tokens=service.tokens,
+        bus=service.bus,
+        edge=settings.edge,
+        max_publishers=settings.max_publishers,
+        retry_after_s=settings.retry_after_s,
+        ice_host_addresses=settings.ice_host_addresses,
+        max_bitrate=settings.max_publish_bitrate,
+        min_bitrate=settings.min_publish_bitrate,
+    )
+    service.http_app.state.publishers = publishers
+    install_whip(
+        service.http_app,
+        publishers,
+        service.tokens,
+        cors_origins=settings.cors_allow_origins,
+        ice_servers=settings.ice_servers,
+    )
+
+    async def stop() -> None:
+        await publishers.close()
+        await channel.close()
+
+    service.on_stop(stop)
+
+
+def publishers(service: Service) -> Publishers:
+    """The publishers of an ingest service set up by `setup`."""
+    found = service.http_app.state.publishers
+    assert isinstance(found, Publishers)
+    return found
+
 
 SERVICE = ServiceDefinition(
     name="ingest",
     package="livecart_ingest",
     settings=IngestSettings,
     uses_database=False,
+    uses_auth=True,
+    setup=setup,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from livecart_core.settings import ServiceSettings
 
 
@@ -9,3 +11,23 @@ class IngestSettings(ServiceSettings):
     service_name: str = "ingest"
     http_port: int = 8081
     grpc_port: int = 50052
+
+    relay_grpc_address: str = "127.0.0.1:50053"
+    """The relay (host:port of its gRPC) that ingest opens each room's RTP pipe on."""
+    edge: str = "local"
+    """This edge's id (e.g. ``sea-1``), named in stream lifecycle events."""
+    max_publishers: int = Field(default=50, ge=0)
+    """WHIP publishers this process takes; more are told 503 + Retry-After."""
+    retry_after_s: int = Field(default=5, ge=1)
+    ice_host_addresses: list[str] = Field(default_factory=list)
+    """The addresses announced as ICE host candidates (JSON list); empty: every interface
+    aioice finds, which never includes 127.0.0.1."""
+    ice_servers: list[str] = Field(default_factory=list)
+    """STUN/TURN servers announced to publishers in WHIP ``Link`` headers (JSON list of
+    URLs; TURN as ``turn:host:port?transport=udp username=u credential=c``)."""
+    cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
+    """Origins whose browser pages may publish over WHIP (JSON list)."""
+    max_publish_bitrate: int = Field(default=2_500_000, ge=100_000)
+    """The most a publisher is told (REMB) to send, bits per second."""
+    min_publish_bitrate: int = Field(default=150_000, ge=30_000)
+    """The least the loss-based estimate goes down to, bits per second."""

@@ -25,3 +25,9 @@ class OverCapacity(ServiceError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Unavailable(OverCapacity):
+    """A service the request needs (the relay) cannot be reached; try again shortly."""
+
+    code = "unavailable"

@@ -11,7 +11,8 @@ touches aiortc's private attributes, all written against the pinned aiortc==1.16
   decoder thread get no work (the thread exists, blocked on its empty queue).
 - `RTCDtlsTransport._send_rtp(data)`: SRTP-protects RTP or RTCP and sends it.
 - `RTCRtpTransceiver._codecs` (narrowed to one codec and its RTX before answering: aiortc
-  ignores setCodecPreferences when it answers) and `._headerExtensions` (the mid's id).
+  ignores setCodecPreferences when it answers), `._headerExtensions` (the mid's id) and
+  `._offerDirection` (whether the publisher sends on that m-line at all).
 - `RTCRtpSender._ssrc`, `._rtx_ssrc`: the SSRCs aiortc announces in our SDP.
 - `RTCRtpSender._send_rtcp(packets)`, replaced per sender: its periodic sender reports
   carry our packet counts and the publisher's clock mapping instead of zeros.
@@ -31,18 +32,29 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Literal, TypeVar
 
 import aioice.ice
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
 from av.frame import Frame
 
+from livecart_core.errors import InvalidArgument
+from livecart_media.errors import UnsupportedCodecs
 from livecart_media.rtp import header as rtp_header
 from livecart_media.rtp import keyframe, rtcp
 from livecart_media.rtp.cache import PacketCache
@@ -63,6 +75,50 @@ _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
 
 class NegotiationError(ValueError):
     """An offer the relay cannot answer; the message says why (for a 400/406 reply)."""
+
+
+# What aiortc raises for an offer it cannot parse or use (its SDP parser asserts).
+_MALFORMED = (ValueError, AssertionError, IndexError, KeyError, TypeError)
+T = TypeVar("T")
+
+
+def peer() -> RTCPeerConnection:
+    """A server-side peer connection: host candidates only (no STUN server needed to learn
+    our own addresses)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def negotiate(answering: Awaitable[T]) -> T:
+    """Await an answer_* call, turning an unusable offer into UnsupportedCodecs (406) or
+    InvalidArgument (400) with the reason."""
+    try:
+        return await answering
+    except NegotiationError as exc:
+        raise UnsupportedCodecs(str(exc)) from None
+    except _MALFORMED as exc:
+        raise InvalidArgument(f"malformed SDP offer: {exc or type(exc).__name__}") from None
+
+
+class IceGathering:
+    """Where a server's peer connections gather ICE host candidates.
+
+    With configured addresses, gathering is pinned to them (`pinned_host_addresses`
+    patches aioice for the whole process, so one negotiation at a time); without, aioice
+    offers every interface it finds.
+    """
+
+    def __init__(self, addresses: Sequence[str] = ()) -> None:
+        self.addresses = tuple(addresses)
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        if not self.addresses:
+            yield
+            return
+        async with self._lock:
+            with pinned_host_addresses(self.addresses):
+                yield
 
 
 @contextmanager
@@ -143,14 +199,15 @@ async def answer_publisher(
     taken: set[str] = set()
     for transceiver in pc.getTransceivers():
         codecs = _one_codec(transceiver._codecs, SUPPORTED_MIMES)
-        if codecs and transceiver.kind not in taken:  # one track per kind
+        sends = transceiver._offerDirection in ("sendonly", "sendrecv")
+        if codecs and sends and transceiver.kind not in taken:  # one track per kind
             transceiver._codecs = codecs
             transceiver.direction = "recvonly"
             taken.add(transceiver.kind)
         else:
             transceiver.direction = "inactive"
     if not taken:
-        raise NegotiationError(f"the offer has none of {', '.join(SUPPORTED_MIMES)}")
+        raise NegotiationError(f"the offer sends none of {', '.join(SUPPORTED_MIMES)}")
     tap = ReceiveTap(pc, on_rtp)
     await pc.setLocalDescription(await pc.createAnswer())
     return tap

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiortc import RTCSessionDescription
 from fastapi import FastAPI, Request, Response
@@ -48,13 +49,21 @@ def install_cors(app: FastAPI, origins: Sequence[str]) -> None:
         )
 
 
-def checked_room(caller: Principal, room: str) -> str:
-    """`room` if it is a valid room id the caller's token may use."""
+@dataclass(frozen=True, slots=True)
+class RoomKey:
+    """A live room: rooms are named per tenant."""
+
+    tenant: str
+    room: str
+
+
+def room_key(caller: Principal, room: str) -> RoomKey:
+    """The caller's room `room`, if it is a valid room id the caller's token may use."""
     if not ROOM_ID.match(room):
         raise InvalidArgument("a room id is 1 to 200 of A-Z a-z 0-9 . _ : -")
     if caller.room is not None and caller.room != room:
         raise PermissionDenied(f"this token is for room {caller.room!r}, not {room!r}")
-    return room
+    return RoomKey(caller.tenant_id, room)
 
 
 async def read_offer(request: Request) -> RTCSessionDescription:

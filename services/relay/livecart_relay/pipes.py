@@ -13,11 +13,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from livecart.relay.v1 import relay_service_pb2 as pb
 from livecart.relay.v1 import relay_service_pb2_grpc as pb_grpc
-from livecart_core.auth import Principal, TokenAuthority, grpc_principal
-from livecart_core.errors import InvalidArgument, PermissionDenied
+from livecart_core.auth import TokenAuthority, grpc_principal
+from livecart_core.errors import InvalidArgument
 from livecart_media.webrtc import SUPPORTED_MIMES, ForwardedStream, Kind
-from livecart_media.whipwhep import ROOM_ID
-from livecart_relay.rooms import MediaRooms, RoomKey
+from livecart_media.whipwhep import room_key
+from livecart_relay.rooms import MediaRooms
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RelayService"].full_name
 PUBLISH, TAKEOVER = "publish", "publish:takeover"
@@ -30,7 +30,7 @@ class RelayServicer(pb_grpc.RelayServiceServicer):
 
     async def OpenPipe(self, request: pb.OpenPipeRequest, context: Any) -> pb.OpenPipeResponse:
         caller = grpc_principal(self.tokens, context.invocation_metadata(), PUBLISH)
-        key = _room_key(caller, request.room_id)
+        key = room_key(caller, request.room_id)
         if not 1 <= len(request.stream_id) <= 100:
             raise InvalidArgument("stream_id must be 1 to 100 characters")
         if request.takeover:
@@ -49,19 +49,11 @@ class RelayServicer(pb_grpc.RelayServiceServicer):
 
     async def ClosePipe(self, request: pb.ClosePipeRequest, context: Any) -> pb.ClosePipeResponse:
         caller = grpc_principal(self.tokens, context.invocation_metadata(), PUBLISH)
-        key = _room_key(caller, request.room_id)
+        key = room_key(caller, request.room_id)
         if not request.pipe_id:
             raise InvalidArgument("pipe_id is required")
         await self.rooms.close_pipe(key, request.pipe_id, ended=request.ended)
         return pb.ClosePipeResponse()
-
-
-def _room_key(caller: Principal, room: str) -> RoomKey:
-    if not ROOM_ID.match(room):
-        raise InvalidArgument("room_id is 1 to 200 of A-Z a-z 0-9 . _ : -")
-    if caller.room is not None and caller.room != room:
-        raise PermissionDenied(f"this token is for room {caller.room!r}, not {room!r}")
-    return RoomKey(caller.tenant_id, room)
 
 
 def _streams(declared: Any) -> dict[int, ForwardedStream]:

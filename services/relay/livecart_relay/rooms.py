@@ -22,42 +22,36 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+import weakref
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from livecart_core.errors import Conflict, InvalidArgument, NotFound
-from livecart_media.errors import OverCapacity, UnsupportedCodecs
+from livecart_core.errors import Conflict, NotFound
+from livecart_media.errors import OverCapacity
 from livecart_media.pipe import PipeIn
 from livecart_media.rtp.cache import KeyframeRequests
 from livecart_media.rtp.header import RtpHeader
 from livecart_media.webrtc import (
     ForwardedStream,
+    IceGathering,
     Kind,
-    NegotiationError,
     RawSender,
     ReceiveTap,
     Subscriber,
     answer_publisher,
     answer_subscriber,
-    pinned_host_addresses,
+    negotiate,
+    peer,
 )
+from livecart_media.whipwhep import RoomKey
 from livecart_relay import metrics
 
 logger = logging.getLogger(__name__)
 
 _GONE = ("closed", "failed")
-# What aiortc raises for an offer it cannot parse or use (its SDP parser asserts).
-_MALFORMED = (ValueError, AssertionError, IndexError, KeyError, TypeError)
-
-
-@dataclass(frozen=True, slots=True)
-class RoomKey:
-    tenant: str
-    room: str
 
 
 @dataclass(eq=False)
@@ -123,7 +117,7 @@ class MediaRoom:
             raise Conflict(f"room {self.key.room!r} already has a publisher")
         self.publisher = pc
         try:
-            tap = await _negotiate(answer_publisher(pc, offer, self.forward))
+            tap = await negotiate(answer_publisher(pc, offer, self.forward))
         except BaseException:
             self.publisher = None
             raise
@@ -172,7 +166,7 @@ class MediaRoom:
         """
         if not self.streams:
             raise NotFound(f"room {self.key.room!r} has no publisher")
-        subscriber = await _negotiate(
+        subscriber = await negotiate(
             answer_subscriber(pc, offer, self.streams, self._on_keyframe_request)
         )
         session = SubscriberSession(secrets.token_urlsafe(16), pc, subscriber)
@@ -264,13 +258,14 @@ class MediaRooms:
         self.pipe_host = pipe_host
         self.pipe_timeout_s = pipe_timeout_s
         self.publisher_grace_s = publisher_grace_s
-        self._addresses = tuple(ice_host_addresses)
+        self._ice = IceGathering(ice_host_addresses)
         self._keyframe_interval = keyframe_interval
         self._rooms: dict[RoomKey, MediaRoom] = {}
         self._joining = 0
-        # Pinning the host addresses patches aioice for the process: one negotiation at a time.
-        self._gathering = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
+        self._counted: weakref.WeakKeyDictionary[PipeIn, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def get(self, key: RoomKey) -> MediaRoom | None:
         return self._rooms.get(key)
@@ -353,7 +348,7 @@ class MediaRooms:
         fails. Raises Conflict if the room has a publisher.
         """
         room = self._room(key)
-        pc = _peer()
+        pc = peer()
         try:
             async with self._ice():
                 await room.publish(pc, offer)
@@ -384,7 +379,7 @@ class MediaRooms:
                 retry_after_s=self.retry_after_s,
             )
         self._joining += 1
-        pc = _peer()
+        pc = peer()
         try:
             async with self._ice():
                 return await room.subscribe(pc, offer)
@@ -404,6 +399,8 @@ class MediaRooms:
         """Detach silent pipes; close rooms whose publisher did not come back in time."""
         for room in list(self._rooms.values()):
             pipe = room.pipe
+            if pipe is not None:
+                self._count_pipe(pipe)
             if pipe is not None and now - pipe.last_packet > self.pipe_timeout_s:
                 logger.info("pipe of %s went silent; waiting for its publisher", room.key)
                 room.detach()
@@ -427,6 +424,13 @@ class MediaRooms:
             metrics.ROOMS.set(len(self._rooms))
         await room.close()
 
+    def _count_pipe(self, pipe: PipeIn) -> None:
+        # Counted here, about once a second, rather than per packet on the hot path.
+        received, dropped = self._counted.get(pipe, (0, 0))
+        metrics.PIPE_PACKETS.inc(pipe.received - received)
+        metrics.PIPE_DROPPED.inc(pipe.dropped - dropped)
+        self._counted[pipe] = (pipe.received, pipe.dropped)
+
     def _pipe_count(self) -> int:
         return sum(room.pipe is not None for room in self._rooms.values())
 
@@ -445,26 +449,3 @@ class MediaRooms:
                 await self.sweep(time.monotonic())
             except Exception:
                 logger.exception("sweeping the relay's rooms failed")
-
-    @asynccontextmanager
-    async def _ice(self) -> AsyncIterator[None]:
-        if not self._addresses:
-            yield
-            return
-        async with self._gathering:
-            with pinned_host_addresses(self._addresses):
-                yield
-
-
-def _peer() -> RTCPeerConnection:
-    # Host candidates only: a relay needs no STUN server to learn its own addresses.
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-
-async def _negotiate(answering: Awaitable[T]) -> T:
-    try:
-        return await answering
-    except NegotiationError as exc:
-        raise UnsupportedCodecs(str(exc)) from None
-    except _MALFORMED as exc:
-        raise InvalidArgument(f"malformed SDP offer: {exc or type(exc).__name__}") from None

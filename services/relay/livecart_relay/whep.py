@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_media import whipwhep
-from livecart_relay.rooms import MediaRooms, RoomKey
+from livecart_relay.rooms import MediaRooms
 
 
 def install_whep(
@@ -48,14 +48,14 @@ def whep_routes(
         response_class=Response,
     )
     async def start(room: str, request: Request, caller: Principal = viewer) -> Response:
-        key = _room_key(caller, room)
+        key = whipwhep.room_key(caller, room)
         offer = await whipwhep.read_offer(request)
         session = await rooms.subscribe(key, offer)
         return whipwhep.answer(session.answer, f"/whep/{room}/{session.id}", ice_servers)
 
     @router.delete("/{room}/{session}", status_code=204, summary="Stop watching (WHEP)")
     async def stop(room: str, session: str, caller: Principal = viewer) -> Response:
-        await rooms.unsubscribe(_room_key(caller, room), session)
+        await rooms.unsubscribe(whipwhep.room_key(caller, room), session)
         return Response(status_code=204)
 
     @router.patch("/{room}/{session}", summary="Trickle ICE / ICE restart: not supported")
@@ -73,7 +73,3 @@ def whep_routes(
         return Response(status_code=204, headers={"Allow": whipwhep.SESSION_ALLOW})
 
     return router
-
-
-def _room_key(caller: Principal, room: str) -> RoomKey:
-    return RoomKey(caller.tenant_id, whipwhep.checked_room(caller, room))

@@ -30,7 +30,8 @@ from av import VideoFrame
 from livecart_media import webrtc
 from livecart_media.rtp import rtcp
 from livecart_media.rtp.header import RtpHeader
-from livecart_relay.rooms import MediaRoom, RoomKey, SubscriberSession
+from livecart_media.whipwhep import RoomKey
+from livecart_relay.rooms import MediaRoom, SubscriberSession
 
 from .conftest import WAIT, until
 

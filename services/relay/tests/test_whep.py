@@ -27,8 +27,9 @@ from livecart_core.auth import TokenAuthority
 from livecart_core.service import Service
 from livecart_core.testing import TEST_AUTH_SECRET
 from livecart_media import webrtc
+from livecart_media.whipwhep import RoomKey
 from livecart_relay.app import SERVICE, media_rooms
-from livecart_relay.rooms import MediaRooms, RoomKey
+from livecart_relay.rooms import MediaRooms
 from livecart_relay.settings import RelaySettings
 
 from .conftest import until

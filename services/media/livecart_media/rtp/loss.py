@@ -16,7 +16,16 @@ _MAX_GAP = 512  # a bigger jump is a restart of the numbering, not loss
 class LossDetector:
     """The gaps in one stream's sequence numbers (one SSRC; `reset` when it changes)."""
 
-    __slots__ = ("_attempts", "_give_up", "_highest", "_pending", "_retry", "lost", "received")
+    __slots__ = (
+        "_attempts",
+        "_give_up",
+        "_highest",
+        "_pending",
+        "_retry",
+        "gaps",
+        "lost",
+        "received",
+    )
 
     def __init__(self, *, retry_s: float = 0.1, attempts: int = 3, give_up_s: float = 1.0) -> None:
         self._retry = retry_s
@@ -26,6 +35,8 @@ class LossDetector:
         # sequence -> (first noticed, last asked, times asked)
         self._pending: dict[int, tuple[float, float, int]] = {}
         self.received = 0
+        self.gaps = 0
+        """Numbers found missing on arrival of a later one (loss before any recovery)."""
         self.lost = 0
         """Numbers given up on, never received."""
 
@@ -52,6 +63,7 @@ class LossDetector:
         missing = [(sequence - back) & _SEQ_MASK for back in range(ahead - 1, 0, -1)]
         for lost in missing:
             self._pending[lost] = (now, now, 1)
+        self.gaps += len(missing)
         return missing
 
     def due(self, now: float) -> list[int]:
