@@ -5,6 +5,7 @@ from __future__ import annotations
 from livecart.relay.v1.relay_service_pb2_grpc import RelayServiceStub
 from livecart_core.rpc import create_channel
 from livecart_core.service import Service, ServiceDefinition
+from livecart_ingest.publisher_page import install_publisher_page
 from livecart_ingest.publishers import Publishers
 from livecart_ingest.settings import IngestSettings
 from livecart_ingest.whip import install_whip
@@ -34,6 +35,7 @@ async def setup(service: Service) -> None:
         cors_origins=settings.cors_allow_origins,
         ice_servers=settings.ice_servers,
     )
+    install_publisher_page(service.http_app)
 
     async def stop() -> None:
         await publishers.close()
