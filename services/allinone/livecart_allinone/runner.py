@@ -24,7 +24,16 @@ from livecart_ingest.app import SERVICE as INGEST
 from livecart_relay.app import SERVICE as RELAY
 from livecart_transcode.app import SERVICE as TRANSCODE
 
-DEV_SCOPES = ["commerce:admin", "commerce:buy", "play", "chat", "chat:moderate", "chat:system"]
+DEV_SCOPES = [
+    "commerce:admin",
+    "commerce:buy",
+    "publish",
+    "publish:takeover",
+    "play",
+    "chat",
+    "chat:moderate",
+    "chat:system",
+]
 SERVICES = [CONTROL, INGEST, RELAY, TRANSCODE, CHAT, COMMERCE, ASSISTANT, ANALYTICS]
 log = logging.getLogger("livecart.dev")
 
@@ -50,6 +59,8 @@ async def run(dev: DevSettings) -> None:
                 if "ws_port" in definition.settings.model_fields
                 else {}
             )
+            if definition is INGEST:  # ingest pipes its publishers to the relay beside it
+                listeners["relay_grpc_address"] = f"{dev.host}:{dev.grpc_port_base + 2}"
             settings = load_settings(
                 definition.settings,
                 bus="memory",
@@ -75,6 +86,13 @@ async def run(dev: DevSettings) -> None:
         )
         print(banner(services, database_url, time.perf_counter() - started), flush=True)
         print(f"  dev token (tenant 'dev', every scope): Authorization: Bearer {token}", flush=True)
+        ingest, relay = services[SERVICES.index(INGEST)], services[SERVICES.index(RELAY)]
+        assert ingest.http is not None and relay.http is not None
+        print(
+            f"  go live:  http://{dev.host}:{ingest.http.port}/publish/demo?token={token}\n"
+            f"  watch:    http://{dev.host}:{relay.http.port}/play/demo?token={token}",
+            flush=True,
+        )
         await wait_for_signal()
     finally:
         for service in reversed(services):
