@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 
-from livecart_core.auth import Principal, TokenAuthority, require
+from livecart_core.auth import Principal, TokenAuthority
 from livecart_ingest.publishers import Publishers
 from livecart_media import whipwhep
+from livecart_media.whipwhep import RoomKey
 
 
 def install_whip(
@@ -31,45 +32,15 @@ def install_whip(
     ice_servers: Sequence[str] = (),
 ) -> None:
     """Add the WHIP routes to `app`, with CORS for browser publishers on `cors_origins`."""
-    app.include_router(whip_routes(publishers, tokens, ice_servers))
-    whipwhep.install_cors(app, cors_origins)
 
-
-def whip_routes(
-    publishers: Publishers, tokens: TokenAuthority, ice_servers: Sequence[str] = ()
-) -> APIRouter:
-    router = APIRouter(prefix="/whip", tags=["whip"])
-    publisher = Depends(require(tokens, "publish"))
-
-    @router.post(
-        "/{room}",
-        status_code=201,
-        summary="Go live in a room: SDP offer in, SDP answer out (WHIP)",
-        response_class=Response,
-    )
-    async def start(room: str, request: Request, caller: Principal = publisher) -> Response:
-        key = whipwhep.room_key(caller, room)
+    async def start(key: RoomKey, caller: Principal, request: Request) -> Response:
         offer = await whipwhep.read_offer(request)
         session = await publishers.publish(caller, key.room, offer)
-        return whipwhep.answer(session.answer, f"/whip/{room}/{session.id}", ice_servers)
+        return whipwhep.answer(session.answer, f"/whip/{key.room}/{session.id}", ice_servers)
 
-    @router.delete("/{room}/{session}", status_code=204, summary="End the broadcast (WHIP)")
-    async def stop(room: str, session: str, caller: Principal = publisher) -> Response:
-        await publishers.end(caller, whipwhep.room_key(caller, room).room, session)
+    async def stop(key: RoomKey, caller: Principal, session: str, request: Request) -> Response:
+        await publishers.end(caller, key.room, session)
         return Response(status_code=204)
 
-    @router.patch("/{room}/{session}", summary="Trickle ICE / ICE restart: not supported")
-    async def patch(room: str, session: str) -> Response:
-        return whipwhep.refuse_method(
-            whipwhep.SESSION_ALLOW, "trickle ICE and ICE restarts are not supported"
-        )
-
-    @router.options("/{room}", summary="What the WHIP endpoint allows")
-    async def endpoint_options(room: str) -> Response:
-        return Response(status_code=204, headers={"Allow": whipwhep.ENDPOINT_ALLOW})
-
-    @router.options("/{room}/{session}", summary="What a WHIP session allows")
-    async def session_options(room: str, session: str) -> Response:
-        return Response(status_code=204, headers={"Allow": whipwhep.SESSION_ALLOW})
-
-    return router
+    app.include_router(whipwhep.session_routes("whip", "publish", tokens, start, stop))
+    whipwhep.install_cors(app, cors_origins)

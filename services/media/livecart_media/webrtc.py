@@ -12,7 +12,8 @@ touches aiortc's private attributes, all written against the pinned aiortc==1.16
 - `RTCDtlsTransport._send_rtp(data)`: SRTP-protects RTP or RTCP and sends it.
 - `RTCRtpTransceiver._codecs` (narrowed to one codec and its RTX before answering: aiortc
   ignores setCodecPreferences when it answers), `._headerExtensions` (the mid's id) and
-  `._offerDirection` (whether the publisher sends on that m-line at all).
+  `._offerDirection` (whether the publisher sends on that m-line at all; aiortc stores it
+  reversed, as seen from our side).
 - `RTCRtpSender._ssrc`, `._rtx_ssrc`: the SSRCs aiortc announces in our SDP.
 - `RTCRtpSender._send_rtcp(packets)`, replaced per sender: its periodic sender reports
   carry our packet counts and the publisher's clock mapping instead of zeros.
@@ -199,7 +200,9 @@ async def answer_publisher(
     taken: set[str] = set()
     for transceiver in pc.getTransceivers():
         codecs = _one_codec(transceiver._codecs, SUPPORTED_MIMES)
-        sends = transceiver._offerDirection in ("sendonly", "sendrecv")
+        # aiortc keeps the offer's direction from our side: a publisher's sendonly is ours
+        # recvonly.
+        sends = transceiver._offerDirection in ("recvonly", "sendrecv")
         if codecs and sends and transceiver.kind not in taken:  # one track per kind
             transceiver._codecs = codecs
             transceiver.direction = "recvonly"

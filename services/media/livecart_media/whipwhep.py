@@ -9,15 +9,15 @@ drift apart.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiortc import RTCSessionDescription
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
-from livecart_core.auth import Principal
+from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.errors import InvalidArgument, PermissionDenied
 from livecart_media.errors import OverCapacity, PayloadTooLarge
 
@@ -124,3 +124,52 @@ def refuse_method(allow: str, why: str) -> Response:
         status_code=405,
         headers={"Allow": allow},
     )
+
+
+Start = Callable[[RoomKey, Principal, Request], Awaitable[Response]]
+Stop = Callable[[RoomKey, Principal, str, Request], Awaitable[Response]]
+
+
+def session_routes(
+    protocol: str, scope: str, tokens: TokenAuthority, start: Start, stop: Stop
+) -> APIRouter:
+    """The routes of a WHIP or WHEP endpoint (`protocol`: ``whip`` or ``whep``).
+
+    ``POST /{protocol}/{room}`` checks the token (`scope`, room) and calls `start`;
+    ``DELETE /{protocol}/{room}/{session}`` calls `stop`; ``PATCH`` (trickle ICE, ICE
+    restart) is answered ``405`` as RFC 9725 §4.3 allows (every answer carries all its
+    candidates); ``OPTIONS`` names what each resource allows.
+    """
+    router = APIRouter(prefix=f"/{protocol}", tags=[protocol])
+    caller_of = Depends(require(tokens, scope))
+    name = protocol.upper()
+    action = "Go live in" if protocol == "whip" else "Start watching"
+
+    @router.post(
+        "/{room}",
+        status_code=201,
+        summary=f"{action} a room: SDP offer in, SDP answer out ({name})",
+        response_class=Response,
+    )
+    async def post(room: str, request: Request, caller: Principal = caller_of) -> Response:
+        return await start(room_key(caller, room), caller, request)
+
+    @router.delete("/{room}/{session}", status_code=204, summary=f"End the session ({name})")
+    async def delete(
+        room: str, session: str, request: Request, caller: Principal = caller_of
+    ) -> Response:
+        return await stop(room_key(caller, room), caller, session, request)
+
+    @router.patch("/{room}/{session}", summary="Trickle ICE / ICE restart: not supported")
+    async def patch(room: str, session: str) -> Response:
+        return refuse_method(SESSION_ALLOW, "trickle ICE and ICE restarts are not supported")
+
+    @router.options("/{room}", summary=f"What the {name} endpoint allows")
+    async def endpoint_options(room: str) -> Response:
+        return Response(status_code=204, headers={"Allow": ENDPOINT_ALLOW})
+
+    @router.options("/{room}/{session}", summary=f"What a {name} session allows")
+    async def session_options(room: str, session: str) -> Response:
+        return Response(status_code=204, headers={"Allow": SESSION_ALLOW})
+
+    return router

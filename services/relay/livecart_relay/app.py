@@ -1,9 +1,11 @@
-"""Wiring of the relay service: WHEP playback and ingest pipes over the process's rooms."""
+"""Wiring of the relay service: WHEP playback and ingest pipes over the process's rooms, or,
+with ``LIVECART_WORKERS`` above 1, a front over that many forwarding processes."""
 
 from __future__ import annotations
 
 from livecart.relay.v1.relay_service_pb2_grpc import add_RelayServiceServicer_to_server
 from livecart_core.service import Service, ServiceDefinition
+from livecart_relay.front import Front, FrontServicer, install_front
 from livecart_relay.pipes import SERVICE_NAME, RelayServicer
 from livecart_relay.player import install_player_page
 from livecart_relay.rooms import MediaRooms
@@ -15,6 +17,16 @@ async def setup(service: Service) -> None:
     """WHEP routes and the pipe API over one `MediaRooms` (``http_app.state.media_rooms``)."""
     settings = service.settings
     assert isinstance(settings, RelaySettings)
+    install_player_page(service.http_app)
+    if settings.workers > 1:
+        front = Front(settings)
+        await front.start()
+        service.on_stop(front.stop)
+        install_front(service.http_app, front, service.tokens, settings.cors_allow_origins)
+        add_RelayServiceServicer_to_server(
+            FrontServicer(front, service.tokens), service.grpc_server
+        )
+        return
     rooms = MediaRooms(
         max_subscribers=settings.max_subscribers,
         retry_after_s=settings.retry_after_s,
@@ -32,7 +44,6 @@ async def setup(service: Service) -> None:
         ice_servers=settings.ice_servers,
     )
     add_RelayServiceServicer_to_server(RelayServicer(rooms, service.tokens), service.grpc_server)
-    install_player_page(service.http_app)
     service.on_stop(rooms.close)
 
 

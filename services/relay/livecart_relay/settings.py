@@ -12,8 +12,12 @@ class RelaySettings(ServiceSettings):
     http_port: int = 8082
     grpc_port: int = 50053
 
+    workers: int = Field(default=1, ge=1, le=256)
+    """Forwarding processes: 1 forwards in this process; more start a front (this process:
+    HTTP, gRPC, pipe ports) and that many workers behind it, one per core."""
     max_subscribers: int = Field(default=500, ge=0)
-    """WHEP viewers this process serves over all rooms; more are told 503 + Retry-After."""
+    """WHEP viewers each forwarding process serves over all rooms; more are told 503 +
+    Retry-After."""
     retry_after_s: int = Field(default=5, ge=1)
     ice_host_addresses: list[str] = Field(default_factory=list)
     """The addresses announced as ICE host candidates (JSON list); empty: every interface

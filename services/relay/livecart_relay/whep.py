@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 
-from livecart_core.auth import Principal, TokenAuthority, require
+from livecart_core.auth import Principal, TokenAuthority
 from livecart_media import whipwhep
+from livecart_media.whipwhep import RoomKey
 from livecart_relay.rooms import MediaRooms
 
 
@@ -31,45 +32,15 @@ def install_whep(
     ice_servers: Sequence[str] = (),
 ) -> None:
     """Add the WHEP routes to `app`, with CORS for browser players on `cors_origins`."""
-    app.include_router(whep_routes(rooms, tokens, ice_servers))
-    whipwhep.install_cors(app, cors_origins)
 
-
-def whep_routes(
-    rooms: MediaRooms, tokens: TokenAuthority, ice_servers: Sequence[str] = ()
-) -> APIRouter:
-    router = APIRouter(prefix="/whep", tags=["whep"])
-    viewer = Depends(require(tokens, "play"))
-
-    @router.post(
-        "/{room}",
-        status_code=201,
-        summary="Start watching a room: SDP offer in, SDP answer out (WHEP)",
-        response_class=Response,
-    )
-    async def start(room: str, request: Request, caller: Principal = viewer) -> Response:
-        key = whipwhep.room_key(caller, room)
+    async def start(key: RoomKey, caller: Principal, request: Request) -> Response:
         offer = await whipwhep.read_offer(request)
         session = await rooms.subscribe(key, offer)
-        return whipwhep.answer(session.answer, f"/whep/{room}/{session.id}", ice_servers)
+        return whipwhep.answer(session.answer, f"/whep/{key.room}/{session.id}", ice_servers)
 
-    @router.delete("/{room}/{session}", status_code=204, summary="Stop watching (WHEP)")
-    async def stop(room: str, session: str, caller: Principal = viewer) -> Response:
-        await rooms.unsubscribe(whipwhep.room_key(caller, room), session)
+    async def stop(key: RoomKey, caller: Principal, session: str, request: Request) -> Response:
+        await rooms.unsubscribe(key, session)
         return Response(status_code=204)
 
-    @router.patch("/{room}/{session}", summary="Trickle ICE / ICE restart: not supported")
-    async def patch(room: str, session: str) -> Response:
-        return whipwhep.refuse_method(
-            whipwhep.SESSION_ALLOW, "trickle ICE and ICE restarts are not supported"
-        )
-
-    @router.options("/{room}", summary="What the WHEP endpoint allows")
-    async def endpoint_options(room: str) -> Response:
-        return Response(status_code=204, headers={"Allow": whipwhep.ENDPOINT_ALLOW})
-
-    @router.options("/{room}/{session}", summary="What a WHEP session allows")
-    async def session_options(room: str, session: str) -> Response:
-        return Response(status_code=204, headers={"Allow": whipwhep.SESSION_ALLOW})
-
-    return router
+    app.include_router(whipwhep.session_routes("whep", "play", tokens, start, stop))
+    whipwhep.install_cors(app, cors_origins)

@@ -1,0 +1,140 @@
+"""A relay on several cores: a front process and two forwarding workers behind one HTTP and
+one gRPC port; a publisher through ingest, viewers spread across the workers, a worker
+killed and started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from livecart_core.auth import TokenAuthority
+from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess
+from livecart_media import webrtc
+from livecart_media.testing import Publisher, Viewer, bearer, until
+
+pytestmark = pytest.mark.timeout(180)
+
+TOKENS = TokenAuthority(TEST_AUTH_SECRET)
+ROOM = "big-sale"
+LOOPBACK = '["127.0.0.1"]'
+
+
+@pytest.fixture(autouse=True, scope="module")
+def loopback_only() -> Iterator[None]:
+    with webrtc.pinned_host_addresses(["127.0.0.1"]):
+        yield
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[ServiceProcess]:
+    env = {
+        "LIVECART_BUS": "memory",
+        "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+        "LIVECART_WORKERS": "2",
+    }
+    with ServiceProcess("livecart_relay", env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def ingest(relay: ServiceProcess) -> Iterator[ServiceProcess]:
+    env = {
+        "LIVECART_BUS": "memory",
+        "LIVECART_RELAY_GRPC_ADDRESS": f"127.0.0.1:{relay.grpc_port}",
+        "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+    }
+    with ServiceProcess("livecart_ingest", env) as process:
+        yield process
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[list[Publisher | Viewer]]:
+    made: list[Publisher | Viewer] = []
+    yield made
+    for one in made:
+        await one.close()
+
+
+def worker_pids(front_pid: int) -> list[int]:
+    children = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == front_pid:
+            children.append(int(pid))
+    return children
+
+
+async def test_viewers_spread_over_workers_and_survive_a_worker_restart(
+    relay: ServiceProcess, ingest: ServiceProcess, peers: list[Publisher | Viewer]
+) -> None:
+    publish = TOKENS.issue("shop", "merchant", ("publish",), room=ROOM)
+    play = TOKENS.issue("shop", "viewer", ("play",), room=ROOM)
+    async with httpx.AsyncClient(timeout=20) as http:
+        publisher = Publisher()
+        peers.append(publisher)
+        live = await publisher.post(http, f"{ingest.url}/whip/{ROOM}", publish)
+        assert live.status_code == 201, live.text
+
+        viewers, locations = [], []
+        for _ in range(4):
+            viewer = Viewer()
+            peers.append(viewer)
+            answer = await viewer.post(http, f"{relay.url}/whep/{ROOM}", play)
+            assert answer.status_code == 201, answer.text
+            viewers.append(viewer)
+            locations.append(answer.headers["location"])
+        # The front sends each new viewer to the worker with the fewest.
+        assert sorted(loc.rsplit("/", 1)[1].split(".")[0] for loc in locations) == [
+            "0",
+            "0",
+            "1",
+            "1",
+        ]
+        for viewer in viewers:
+            await until(viewer.has(video=30, audio=50), "every viewer on either worker to decode")
+
+        left = await http.delete(relay.url + locations[0], headers=bearer(play))
+        assert left.status_code == 204, left.text
+        await until(lambda: viewers[0].pc.connectionState == "closed", "the viewer to be closed")
+        unknown = await http.delete(f"{relay.url}/whep/{ROOM}/9.nope", headers=bearer(play))
+        assert unknown.status_code == 404
+
+        # A worker dies: the front starts it again and opens the room's pipe on it.
+        assert relay.process is not None
+        pids = worker_pids(relay.process.pid)
+        assert len(pids) == 2, pids
+        os.kill(pids[0], signal.SIGKILL)
+        await until(
+            lambda: len(set(worker_pids(relay.process.pid)) - {pids[0]}) == 2,  # type: ignore[union-attr]
+            "the front to start the worker again",
+            timeout_s=30,
+        )
+        # The killed worker's viewers stop; the other worker's carry on.
+        groups: dict[str, list[Viewer]] = {}
+        for viewer, location in zip(viewers[1:], locations[1:], strict=True):
+            groups.setdefault(location.rsplit("/", 1)[1].split(".")[0], []).append(viewer)
+        before = {id(v): v.video_frames for v in viewers}
+
+        def one_group_carries_on() -> bool:
+            return any(
+                all(v.video_frames >= before[id(v)] + 20 for v in group)
+                for group in groups.values()
+            )
+
+        await until(one_group_carries_on, "the other worker's viewers to carry on")
+        for _ in range(2):  # one of these lands on the restarted worker
+            late = Viewer()
+            peers.append(late)
+            answer = await late.post(http, f"{relay.url}/whep/{ROOM}", play)
+            assert answer.status_code == 201, answer.text
+            await until(
+                late.has(video=20), "a new viewer to decode after the restart", timeout_s=30
+            )
