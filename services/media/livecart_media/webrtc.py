@@ -33,6 +33,7 @@ import logging
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -401,6 +402,8 @@ class Subscriber:
         self.senders: dict[Kind, RawSender] = {s.stream.kind: s for s in senders}
         self.remb_bitrate: int | None = None
         """The subscriber's last receiver-estimated maximum bitrate, bits per second."""
+        self.losses: deque[tuple[float, int]] = deque(maxlen=8)
+        """(monotonic arrival, fraction lost in 1/256ths) of its recent receiver reports."""
         self.malformed_rtcp = 0
         self._by_ssrc = {s.ssrc: s for s in senders}
         for transport in {s.transport for s in senders}:
@@ -437,6 +440,16 @@ class Subscriber:
                         await sender.request_keyframe()
             elif isinstance(message, rtcp.Remb):
                 self.remb_bitrate = message.bitrate
+            elif isinstance(message, rtcp.ReceiverReport | rtcp.SenderReport):
+                for block in message.reports:
+                    sender = self._by_ssrc.get(block.ssrc)
+                    if sender is not None and sender.stream.kind == "video":
+                        self.losses.append((time.monotonic(), block.fraction_lost))
+
+    def hopelessly_behind(self, now: float, *, reports: int = 3, within_s: float = 8.0) -> bool:
+        """Whether its last `reports` reports, all recent, each say it lost half or more."""
+        recent = [lost for at, lost in self.losses if now - at <= within_s][-reports:]
+        return len(recent) == reports and min(recent) >= 128
 
 
 class RawSender:

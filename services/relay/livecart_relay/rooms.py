@@ -404,6 +404,13 @@ class MediaRooms:
             if pipe is not None and now - pipe.last_packet > self.pipe_timeout_s:
                 logger.info("pipe of %s went silent; waiting for its publisher", room.key)
                 room.detach()
+            for session in list(room.sessions.values()):
+                if session.subscriber.hopelessly_behind(now):
+                    # Its link loses half of what we send: forwarding on only adds to the
+                    # congestion. Closed, its player reconnects (perhaps on a better path).
+                    logger.info("closing viewer %s of %s: hopelessly behind", session.id, room.key)
+                    metrics.VIEWER_CLOSES.labels("behind").inc()
+                    await room.remove(session.id)
             orphaned = room.orphaned_at
             if orphaned is not None and now - orphaned > self.publisher_grace_s:
                 logger.info("publisher of %s did not come back; closing the room", room.key)

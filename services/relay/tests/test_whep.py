@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -206,6 +208,29 @@ async def test_a_session_closed_by_the_viewer_leaves_the_room(
     (session,) = room.sessions.values()
     await session.pc.close()  # as when ICE consent fails: the room drops it by itself
     await until(lambda: rooms.subscriber_count == 0, "the closed session to leave")
+
+
+def receiver_report(media_ssrc: int, fraction_lost: int) -> bytes:
+    # RFC 3550 §6.4.2: one report block about `media_ssrc`.
+    block = struct.pack("!IB3xIIII", media_ssrc, fraction_lost, 0, 0, 0, 0)
+    return struct.pack("!BBHI", 0x81, 201, 7, 0x1234) + block
+
+
+async def test_a_viewer_losing_half_of_the_video_is_dropped_and_a_lossy_one_kept(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    for _ in range(2):
+        await watch(client, viewers)
+    room = rooms.get(RoomKey(TENANT, ROOM))
+    assert room is not None
+    hopeless, lossy = room.sessions.values()
+    for session, lost in ((hopeless, 150), (lossy, 30)):  # 59 % and 12 % lost
+        video = session.subscriber.senders["video"]
+        for _ in range(3):
+            await session.subscriber.handle_rtcp(receiver_report(video.ssrc, lost))
+    await rooms.sweep(time.monotonic())
+    assert list(room.sessions.values()) == [lossy]
+    await until(lambda: hopeless.pc.connectionState == "closed", "the dropped viewer closed")
 
 
 async def test_over_capacity_is_503_with_retry_after(
