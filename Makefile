@@ -16,7 +16,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
 MYPY_PACKAGES := -p livecart_core -p livecart_media -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
-.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers netlab clean
+.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers netlab janus clean
 
 ## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
 dev: sync
@@ -27,13 +27,14 @@ test: lint kafka browsers netlab
 	$(UV) run --frozen pytest
 
 ## bench: every benchmark; each prints `name=value unit` lines
-bench: sync kafka centrifugo netlab
+bench: sync kafka centrifugo netlab janus
 	$(UV) run --frozen python bench/bus.py
 	$(UV) run --frozen python bench/startup.py
 	$(UV) run --frozen python bench/flash_sale.py
 	$(UV) run --frozen python bench/chat.py
 	$(UV) run --frozen python bench/rtp_ops.py
 	$(UV) run --frozen python bench/relay_forward.py
+	$(UV) run --frozen python bench/media.py
 
 ## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
@@ -87,6 +88,10 @@ browsers:
 netlab:
 	@command -v nft >/dev/null && command -v ip >/dev/null \
 	  || $(APT_INSTALL) nftables iproute2 || { apt-get update && $(APT_INSTALL) nftables iproute2; }
+
+## janus: Debian's Janus (bench/media.py's peer: the streaming plugin over its HTTP API)
+janus:
+	@test -x /usr/bin/janus || $(APT_INSTALL) janus || { apt-get update && $(APT_INSTALL) janus; }
 
 ## kafka: Apache Kafka's jars from Maven Central into $(LIVECART_CACHE)
 kafka: sync

@@ -42,7 +42,10 @@ counts are rates over its own interval. Figures (`name=value unit` lines):
   leaving the relay toward its last viewer; a note on stderr if the relay has no such metric.
 
     uv run python bench/media.py [--subscribers 10,25,50] [--latency-subscribers 1,20]
-        [--seconds 10] [--only relay|janus]
+        [--seconds 10] [--only relay|janus] [--relay-workers 1]
+
+``--relay-workers N`` runs the relay with ``LIVECART_WORKERS=N`` (a front and N forwarding
+processes: the CPU is summed over all of them; the front's /metrics has no latency).
 
 About 4 minutes on 2 cores. Needs root (network namespace) and ``make janus`` for Janus.
 """
@@ -52,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -90,6 +94,7 @@ from aiortc.codecs.h264 import H264Encoder
 
 from livecart.relay.v1 import relay_service_pb2 as pb
 from livecart.relay.v1 import relay_service_pb2_grpc as pb_grpc
+from livecart_core import netlab
 from livecart_core.auth import TokenAuthority
 from livecart_media import pipe, webrtc
 from livecart_media.rtp import header as rtp_header
@@ -447,10 +452,25 @@ async def first_frame_ms(http: httpx.AsyncClient, target: Target) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def process_tree(pid: int) -> list[int]:
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                pids.extend(int(p) for p in task.read_text().split())
+        i += 1
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process, all its threads, and its children still running
+    (the relay's forwarding workers with ``--relay-workers``), from /proc."""
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Relay:
@@ -458,7 +478,8 @@ class Relay:
 
     name = "relay"
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
         self.secret = secrets.token_urlsafe(32)
         self.tokens = TokenAuthority(self.secret)
         self.service: Any = None
@@ -471,6 +492,7 @@ class Relay:
             "LIVECART_BUS": "memory",
             "LIVECART_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
             "LIVECART_MAX_SUBSCRIBERS": str(max_viewers + 10),
+            "LIVECART_WORKERS": str(self.workers),
             "LIVECART_LOG_LEVEL": "WARNING",
         }
         self.service = ServiceProcess("livecart_relay", env)
@@ -542,11 +564,8 @@ class Janus:
         if libs is None:
             raise SystemExit("janus's plugins folder is missing (/usr/lib/*/janus/plugins)")
         self.libs = libs.parent
-        tag = os.getpid() % 10_000
-        self.netns = f"lcmedia{tag}"
-        self.veth = (f"lcm{tag}a", f"lcm{tag}b")
-        subnet = 16 + os.getpid() % 200
-        self.host_ip, self.janus_ip = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+        self.host_ip, self.janus_ip = free_subnet()
+        self.lab = contextlib.ExitStack()
         self.workdir = Path(tempfile.mkdtemp(prefix="janus-bench-"))
         self.process: asyncio.subprocess.Process | None = None
 
@@ -612,32 +631,31 @@ bench: {{
         for name, text in files.items():
             (self.workdir / name).write_text(text)
 
-    def network(self) -> None:
-        a, b = self.veth
-        commands = [
-            f"ip netns add {self.netns}",
-            f"ip link add {a} type veth peer name {b}",
-            f"ip link set {b} netns {self.netns}",
-            f"ip addr add {self.host_ip}/30 dev {a}",
-            f"ip link set {a} up",
-            f"ip -n {self.netns} addr add {self.janus_ip}/30 dev {b}",
-            f"ip -n {self.netns} link set {b} up",
-            f"ip -n {self.netns} link set lo up",
-        ]
-        for command in commands:
-            subprocess.run(command.split(), check=True, capture_output=True)
+    def network(self) -> netlab.Namespace:
+        """A namespace joined to this one by a plain veth pair (no impairment)."""
+        reason = netlab.unavailable()
+        if reason is not None:
+            raise SystemExit(f"Janus's side: {reason} (or --only relay)")
+        netlab.sweep()
+        ns = self.lab.enter_context(netlab.namespace("janus"))
+        here, there = (f"lcj{secrets.token_hex(3)}{end}" for end in "hj")
+        run = functools.partial(subprocess.run, check=True, capture_output=True)
+        run(["ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", ns.name])
+        self.lab.callback(subprocess.run, ["ip", "link", "del", here], capture_output=True)
+        run(["ip", "addr", "add", f"{self.host_ip}/30", "dev", here])
+        run(["ip", "link", "set", here, "up"])
+        run(["ip", "-n", ns.name, "addr", "add", f"{self.janus_ip}/30", "dev", there])
+        run(["ip", "-n", ns.name, "link", "set", there, "up"])
+        return ns
 
     async def start(self, max_viewers: int) -> None:
-        if os.geteuid() != 0:
-            raise SystemExit("Janus's side needs root (a network namespace); or --only relay")
         self.configure()
-        await asyncio.to_thread(self.network)
+        ns = await asyncio.to_thread(self.network)
+        config = ["-F", str(self.workdir), "-C", str(self.workdir / "janus.jcfg"), "-o"]
         with (self.workdir / "janus.log").open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", self.netns, self.binary, "-F", str(self.workdir),
-                "-C", str(self.workdir / "janus.jcfg"), "-o",
-                stdout=log, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
+                *ns.command(self.binary, *config), stdout=log, stderr=asyncio.subprocess.STDOUT
+            )
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as http:
             while True:
@@ -674,9 +692,7 @@ bench: {{
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
-        await asyncio.to_thread(
-            subprocess.run, ["ip", "netns", "del", self.netns], capture_output=True
-        )
+        await asyncio.to_thread(self.lab.close)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self) -> str:
@@ -685,6 +701,18 @@ bench: {{
 
 
 Server = Relay | Janus
+
+
+def free_subnet() -> tuple[str, str]:
+    """Both ends of a /30 in 10.190-199.x.y that no route here covers yet."""
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
+    ).stdout
+    for _ in range(100):
+        b, c, d = random.randint(190, 199), random.randint(0, 255), random.randrange(0, 256, 4)
+        if f"10.{b}.{c}." not in routes:
+            return f"10.{b}.{c}.{d + 1}", f"10.{b}.{c}.{d + 2}"
+    raise SystemExit("no free 10.190-199.x.y/30 subnet for Janus's namespace")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -937,6 +965,7 @@ async def main() -> None:
     parser.add_argument("--gop-s", type=float, default=1.0, help="keyframe interval")
     parser.add_argument("--bitrate", type=int, default=1_500_000, help="video, bits per second")
     parser.add_argument("--only", choices=["relay", "janus"])
+    parser.add_argument("--relay-workers", type=int, default=1, help="LIVECART_WORKERS")
     args = parser.parse_args()
     cpu_counts = sorted({int(n) for n in args.subscribers.split(",")})
     latency_counts = {int(n) for n in args.latency_subscribers.split(",") if n}
@@ -948,7 +977,9 @@ async def main() -> None:
     results: dict[str, SideResult] = {}
     if args.only != "janus":
         counts = sorted(set(cpu_counts) | latency_counts)
-        results["relay"] = await run_side(Relay(), media_path, args, counts, latency_counts)
+        results["relay"] = await run_side(
+            Relay(args.relay_workers), media_path, args, counts, latency_counts
+        )
         report("relay", results["relay"], media, cpu_counts)
         if latency_counts and all(w.latency_ms is None for w in results["relay"].windows):
             print(f"# the relay's /metrics has no {LATENCY_METRIC}: no platform latency",
