@@ -17,7 +17,7 @@ CORE = "livecart"
 EDGE = "livecart-edge"
 REGIONS = ("sea", "na", "eu")
 # Workspace members that are libraries or dev tools, not deployables.
-NOT_DEPLOYED = {"core", "allinone"}
+NOT_DEPLOYED = {"core", "media", "allinone"}  # libraries and the dev runner
 REGION_NODE_LABEL = "topology.kubernetes.io/region"
 
 Manifest = dict[str, Any]
@@ -230,3 +230,18 @@ def test_every_service_is_deployed_by_exactly_one_chart(helm: Helm) -> None:
         # Only the core chart gives a service its database and migrations.
         uses_database = importlib.import_module(f"{package}.app").SERVICE.uses_database
         assert holders == [CORE if uses_database else EDGE], package
+
+
+def test_ingest_pipes_to_its_edges_relay_on_the_relay_pods_address(helm: Helm) -> None:
+    deployments = {module(d): d for d in of_kind(render(helm, EDGE, ("sea",)), "Deployment")}
+
+    def env(name: str) -> dict[str, object]:
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+    assert env("livecart_ingest")["LIVECART_RELAY_GRPC_ADDRESS"] == f"{EDGE}-relay:50051"
+    assert env("livecart_relay")["LIVECART_PIPE_HOST"] == {
+        "fieldRef": {"fieldPath": "status.podIP"}
+    }
+    assert env("livecart_relay")["LIVECART_WORKERS"] == "4"
+    assert "hostNetwork" not in deployments["livecart_relay"]["spec"]["template"]["spec"]

@@ -39,6 +39,17 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
 - name: {{ .env }}
   value: {{ .port | quote }}
 {{- end }}
+{{- if and (eq .name "ingest") (hasKey $v.services "relay") }}
+{{- /* Ingest opens each room's RTP pipe on the relay of its own edge. */}}
+- name: LIVECART_RELAY_GRPC_ADDRESS
+  value: "{{ include "livecart.fullname" .root }}-relay:{{ $v.ports.grpc }}"
+{{- end }}
+{{- if eq .name "relay" }}
+{{- /* Ingest's pipes reach the relay on its pod address. */}}
+- name: LIVECART_PIPE_HOST
+  valueFrom:
+    fieldRef: {fieldPath: status.podIP}
+{{- end }}
 {{- with .svc.env }}
 {{ toYaml . }}
 {{- end }}
@@ -77,6 +88,11 @@ nodeSelector:
 {{- with $v.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .svc.hostNetwork }}
+{{- /* WebRTC media on the node's own addresses and ephemeral UDP ports. */}}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
 {{- end }}
 {{- with $v.affinity }}
 affinity:
