@@ -4,12 +4,14 @@ killed and started again."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from livecart_core.auth import TokenAuthority
 from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess
@@ -100,6 +102,22 @@ async def test_viewers_spread_over_workers_and_survive_a_worker_restart(
         ]
         for viewer in viewers:
             await until(viewer.has(video=30, audio=50), "every viewer on either worker to decode")
+
+        # The front's /metrics carries each worker's relay metrics.
+        async def viewers_by_worker() -> dict[str, float]:
+            text = (await http.get(f"{relay.url}/metrics")).text
+            return {
+                sample.labels["worker"]: sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "livecart_relay_viewers"
+                for sample in family.samples
+            }
+
+        for _ in range(100):
+            if await viewers_by_worker() == {"0": 2.0, "1": 2.0}:
+                break
+            await asyncio.sleep(0.1)
+        assert await viewers_by_worker() == {"0": 2.0, "1": 2.0}
 
         left = await http.delete(relay.url + locations[0], headers=bearer(play))
         assert left.status_code == 204, left.text

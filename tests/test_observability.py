@@ -15,6 +15,7 @@ from livecart_core import metrics as livecart_metrics  # noqa: F401
 from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.testing import ServiceProcess
+from livecart_relay import metrics as relay_metrics  # noqa: F401
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 METRIC = re.compile(r"\b(livecart_[a-z_]+?)(?:_bucket|_count|_sum)?\b(?!_)")

@@ -25,13 +25,17 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import grpc
 import httpx
 from fastapi import FastAPI, Request, Response
+from prometheus_client import REGISTRY
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from livecart.relay.v1 import relay_service_pb2 as pb
 from livecart.relay.v1 import relay_service_pb2_grpc as pb_grpc
@@ -42,6 +46,7 @@ from livecart_core.rpc import create_channel
 from livecart_media import whipwhep
 from livecart_media.errors import Unavailable
 from livecart_media.whipwhep import RoomKey
+from livecart_relay import metrics as relay_metrics
 from livecart_relay.settings import RelaySettings
 
 logger = logging.getLogger(__name__)
@@ -117,6 +122,29 @@ class FrontPipe:
     pipe_ids: dict[int, str] = field(default_factory=dict)
 
 
+class WorkerMetrics(Collector):
+    """The workers' relay metrics (``livecart_relay_*``) on the front's ``/metrics``, each
+    sample labelled ``worker``: Prometheus scrapes one port per pod. Read from the workers
+    every few seconds in the background, never while a scrape waits."""
+
+    def __init__(self) -> None:
+        self.families: dict[int, list[Metric]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for index, families in sorted(self.families.items()):
+            for family in families:
+                out = merged.get(family.name)
+                if out is None:
+                    out = merged[family.name] = Metric(
+                        family.name, family.documentation, family.type
+                    )
+                for sample in family.samples:
+                    labels = {**sample.labels, "worker": str(index)}
+                    out.samples.append(sample._replace(labels=labels))
+        yield from merged.values()
+
+
 class Front:
     """The workers, and the pipes and viewer sessions the front routes to them."""
 
@@ -126,15 +154,26 @@ class Front:
         self.pipes: dict[tuple[str, str, str], FrontPipe] = {}  # tenant, room, stream id
         self.http = httpx.AsyncClient(timeout=15.0)
         self._watch: asyncio.Task[None] | None = None
+        self._scrape: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.metrics = WorkerMetrics()
 
     async def start(self) -> None:
         await asyncio.gather(*(self._spawn(worker) for worker in self.workers))
         self._watch = asyncio.create_task(self._restart_exited())
+        # The front forwards nothing itself: its own relay families would only say zero.
+        for collector in relay_metrics.COLLECTORS:
+            REGISTRY.unregister(collector)
+        REGISTRY.register(self.metrics)
+        self._scrape = asyncio.create_task(self._scrape_workers())
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._scrape):
+            if task is not None:
+                task.cancel()
+        REGISTRY.unregister(self.metrics)
+        for collector in relay_metrics.COLLECTORS:
+            REGISTRY.register(collector)
         for pipe in self.pipes.values():
             pipe.tee.close()
         for worker in self.workers:
@@ -197,6 +236,20 @@ class Front:
                         await self._open_on(worker, pipe)
                 except Exception:
                     logger.exception("restarting relay worker %d failed", worker.index)
+
+    async def _scrape_workers(self, every_s: float = 5.0) -> None:
+        while True:
+            for worker in self.workers:
+                try:
+                    text = (await self.http.get(f"{worker.url}/metrics")).text
+                except httpx.TransportError:
+                    continue
+                self.metrics.families[worker.index] = [
+                    family
+                    for family in text_string_to_metric_families(text)
+                    if family.name.startswith("livecart_relay_")
+                ]
+            await asyncio.sleep(every_s)
 
     # Pipes ---------------------------------------------------------------------------
 

@@ -22,3 +22,5 @@ VIEWER_CLOSES = Counter(
     "Viewers the relay closed, by reason",
     ["reason"],
 )
+
+COLLECTORS = (ROOMS, VIEWERS, PIPES, PIPE_PACKETS, PIPE_DROPPED, PLATFORM_LATENCY, VIEWER_CLOSES)

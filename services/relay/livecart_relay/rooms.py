@@ -231,7 +231,6 @@ class MediaRoom:
             for kind, sender in session.subscriber.senders.items():
                 by_kind.setdefault(kind, []).append((session, sender))
         self._targets = {kind: tuple(pairs) for kind, pairs in by_kind.items()}
-        metrics.VIEWERS.set(sum(len(p) for p in self._targets.values()))
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(work)
@@ -382,7 +381,9 @@ class MediaRooms:
         pc = peer()
         try:
             async with self._ice():
-                return await room.subscribe(pc, offer)
+                session = await room.subscribe(pc, offer)
+            metrics.VIEWERS.set(self.subscriber_count)
+            return session
         except BaseException:
             await pc.close()
             raise
@@ -416,6 +417,7 @@ class MediaRooms:
                 logger.info("publisher of %s did not come back; closing the room", room.key)
                 await self._close_room(room)
         metrics.PIPES.set(self._pipe_count())
+        metrics.VIEWERS.set(self.subscriber_count)
 
     async def close(self) -> None:
         if self._watchdog is not None:
