@@ -264,13 +264,9 @@ class PipeIn(_Endpoint):
             return
         self.source = addr
         self.last_packet = time.monotonic()
-        if header.ssrc != stream.ssrc:
-            stream.ssrc = header.ssrc  # the publisher started or came back: new numbers
-            stream.cache.clear()
-            stream.sender_report = None
-        stream.cache.put(header.sequence, data)
+        start = stream.take(data, header)
         self.received += 1
-        delivered = await self._on_rtp(stream, data, header, stream.is_keyframe_start(data, header))
+        delivered = await self._on_rtp(stream, data, header, start)
         if delivered and header.marker and self._observe is not None and stream.kind == "video":
             entered = ingest_time_us(data, header, self._extension_id)
             if entered is not None:

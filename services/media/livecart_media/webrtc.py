@@ -163,18 +163,48 @@ class PlaceholderTrack(MediaStreamTrack):
 class ForwardedStream:
     """One kind of one publisher: codec, current SSRC, recent packets, clock mapping."""
 
-    __slots__ = ("cache", "clock_rate", "kind", "mime", "payload_type", "sender_report", "ssrc")
+    __slots__ = (
+        "cache",
+        "clock_rate",
+        "keyframe_sequence",
+        "kind",
+        "mime",
+        "payload_type",
+        "sender_report",
+        "ssrc",
+    )
 
-    def __init__(self, kind: Kind, codec: RTCRtpCodecParameters, cache_size: int = 512) -> None:
+    def __init__(
+        self, kind: Kind, codec: RTCRtpCodecParameters, cache_size: int | None = None
+    ) -> None:
         self.kind: Kind = kind
         self.mime = codec.mimeType.lower()
         self.clock_rate = codec.clockRate
         self.payload_type = codec.payloadType or 0
-        self.cache = PacketCache(cache_size)
+        # Video keeps about 7 s of a 1.5 Mbps stream: NACK answers and a whole GOP to replay.
+        self.cache = PacketCache(cache_size or (1024 if kind == "video" else 256))
         """The current SSRC's packets by source sequence number, for NACK answers."""
         self.ssrc: int | None = None
         self.sender_report: tuple[int, int, float] | None = None
         """The publisher's last (NTP time, RTP timestamp, monotonic arrival) for `ssrc`."""
+        self.keyframe_sequence: int | None = None
+        """Where the current SSRC's latest keyframe starts (video)."""
+
+    def take(self, packet: bytes, header: RtpHeader) -> bool:
+        """Keep a source packet (a new SSRC starts afresh); whether a subscriber can start
+        on it."""
+        if header.ssrc != self.ssrc:
+            self.ssrc = header.ssrc  # the publisher started or came back: new numbers
+            self.cache.clear()
+            self.sender_report = None
+            self.keyframe_sequence = None
+        self.cache.put(header.sequence, packet)
+        start = self.is_keyframe_start(packet, header)
+        if start and self.kind == "video":
+            latest = self.keyframe_sequence
+            if latest is None or 0 < (header.sequence - latest) & 0xFFFF < 0x8000:
+                self.keyframe_sequence = header.sequence  # not for a late retransmission
+        return start
 
     def is_keyframe_start(self, packet: bytes, header: RtpHeader) -> bool:
         """Whether a subscriber can start on this packet (on any audio packet)."""
@@ -273,14 +303,10 @@ class ReceiveTap:
                 self.dropped += 1
                 return
             data, header = unwrapped
-        elif header.ssrc != stream.ssrc:
-            stream.ssrc = header.ssrc  # the publisher started or came back: new numbers
-            stream.cache.clear()
-            stream.sender_report = None
-        stream.cache.put(header.sequence, data)
+        start = stream.take(data, header)
         self.received += 1
         try:
-            await self._on_rtp(stream, data, header, stream.is_keyframe_start(data, header))
+            await self._on_rtp(stream, data, header, start)
         except Exception:
             # aiortc's receive loop ends on any exception: keep the publisher connected.
             logger.exception("forwarding an RTP packet failed")
@@ -486,6 +512,7 @@ class RawSender:
         self.sent = 0
         self.octets = 0
         self.retransmitted = 0
+        self.replayed = 0
         sender._send_rtcp = self._send_rtcp_reports  # type: ignore[method-assign]
 
     @property
@@ -500,6 +527,8 @@ class RawSender:
             if self.transport.state != "connected":
                 return False  # keep the keyframe wait for when it can be sent
             if not keyframe_start:
+                if await self._replay_gop(header):
+                    return True
                 await self._on_keyframe_request(self)
                 return False
             delta = 0 if rewriter.source is None else self._elapsed_units()
@@ -525,6 +554,24 @@ class RawSender:
         self.sent += 1
         self.octets += header.payload_end - header.payload_offset
         return await _send(self.transport, out)
+
+    async def _replay_gop(self, live: RtpHeader) -> bool:
+        """Start a video subscriber at once on the cached packets from the latest keyframe
+        through `live` (already cached), rather than waiting for the next keyframe: its
+        first picture comes within a round trip, not within a keyframe interval."""
+        stream = self.stream
+        first = stream.keyframe_sequence
+        if first is None or live.ssrc != stream.ssrc:
+            return False
+        count = (live.sequence - first) & 0xFFFF
+        if count >= 0x8000 or stream.cache.get(first) is None:
+            return False
+        for offset in range(count + 1):
+            packet = stream.cache.get((first + offset) & 0xFFFF)
+            if packet is not None:  # one lost upstream: the subscriber NACKs it
+                await self.forward(packet, rtp_header.parse(packet), offset == 0)
+        self.replayed += count + 1
+        return True
 
     async def retransmit(self, lost: Iterable[int]) -> None:
         """Resend what the subscriber NACKed from the stream's cache (as RTX if negotiated)."""

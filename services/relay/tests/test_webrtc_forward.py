@@ -217,7 +217,7 @@ async def test_three_viewers_decode_forwarded_video_and_audio(
     assert "failed to decode" not in caplog.text
 
 
-async def test_a_late_viewer_starts_on_a_keyframe_after_a_pli(
+async def test_a_late_viewer_starts_at_once_on_the_cached_keyframe(
     room: Room, caplog: pytest.LogCaptureFixture
 ) -> None:
     tap = await room.publish()
@@ -228,11 +228,30 @@ async def test_a_late_viewer_starts_on_a_keyframe_after_a_pli(
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         late = await room.watch()
+        await until(lambda: len(late.video_frames) >= 10, "the late viewer's frames")
+    sender = room.subscribers[-1].senders["video"]
+    assert sender.replayed > 10  # the keyframe and every packet since
+    assert tap.keyframe_requests == requests  # no keyframe request was needed
+    assert "failed to decode" not in caplog.text  # it never got a frame it could not use
+
+
+async def test_a_late_viewer_gets_a_keyframe_by_pli_when_none_is_cached(
+    room: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    tap = await room.publish()
+    first = await room.watch()
+    await until(lambda: len(first.video_frames) >= 10, "the first viewer's frames")
+    tap.streams["video"].keyframe_sequence = None  # as when it has left the cache
+    requests = tap.keyframe_requests
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        late = await room.watch()
         assert room.subscribers[-1].senders["video"].waiting_for_keyframe
         await until(lambda: len(late.video_frames) >= 10, "the late viewer's frames")
     assert tap.keyframe_requests > requests
     assert not room.subscribers[-1].senders["video"].waiting_for_keyframe
-    assert "failed to decode" not in caplog.text  # it never got a frame it could not use
+    assert room.subscribers[-1].senders["video"].replayed == 0
+    assert "failed to decode" not in caplog.text
 
 
 async def test_a_viewers_losses_are_resent_from_the_cache(room: Room) -> None:
