@@ -167,6 +167,7 @@ class ForwardedStream:
         "cache",
         "clock_rate",
         "keyframe_sequence",
+        "keyframe_timestamp",
         "kind",
         "mime",
         "payload_type",
@@ -189,6 +190,7 @@ class ForwardedStream:
         """The publisher's last (NTP time, RTP timestamp, monotonic arrival) for `ssrc`."""
         self.keyframe_sequence: int | None = None
         """Where the current SSRC's latest keyframe starts (video)."""
+        self.keyframe_timestamp: int | None = None
 
     def take(self, packet: bytes, header: RtpHeader) -> bool:
         """Keep a source packet (a new SSRC starts afresh); whether a subscriber can start
@@ -197,13 +199,16 @@ class ForwardedStream:
             self.ssrc = header.ssrc  # the publisher started or came back: new numbers
             self.cache.clear()
             self.sender_report = None
-            self.keyframe_sequence = None
+            self.keyframe_sequence = self.keyframe_timestamp = None
         self.cache.put(header.sequence, packet)
         start = self.is_keyframe_start(packet, header)
-        if start and self.kind == "video":
+        if start and self.kind == "video" and header.timestamp != self.keyframe_timestamp:
+            # The first start of an access unit (H.264: SPS, PPS and IDR share a timestamp),
+            # never a late retransmission of an older one.
             latest = self.keyframe_sequence
             if latest is None or 0 < (header.sequence - latest) & 0xFFFF < 0x8000:
-                self.keyframe_sequence = header.sequence  # not for a late retransmission
+                self.keyframe_sequence = header.sequence
+                self.keyframe_timestamp = header.timestamp
         return start
 
     def is_keyframe_start(self, packet: bytes, header: RtpHeader) -> bool:
