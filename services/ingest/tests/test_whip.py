@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import grpc
 import httpx
@@ -114,6 +115,23 @@ class Lifecycle:
         return [(e.state, e.reason) for e in self.events if e.room_id == room]
 
 
+async def until_reports(viewer: Viewer) -> None:
+    """Until the viewer has had a sender report for audio and for video, each carrying
+    wall-clock time within 2 s of now (the publisher's clock, mapped by the relay)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        stats = await viewer.pc.getStats()
+        reports = {
+            s.kind: s for s in stats.values() if s.type == "remote-outbound-rtp" and s.packetsSent
+        }
+        if reports.keys() == {"audio", "video"}:
+            now = datetime.now(UTC)
+            assert all(abs((now - r.remoteTimestamp).total_seconds()) < 2 for r in reports.values())
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"sender reports: {reports}"
+        await asyncio.sleep(0.2)
+
+
 async def go_live(
     http: httpx.AsyncClient, ingest: ServiceProcess, room: str, token: str
 ) -> tuple[Publisher, httpx.Response]:
@@ -146,6 +164,9 @@ async def test_a_publisher_reaches_viewers_survives_a_reconnect_and_ends(
         for viewer in viewers:
             await until(viewer.has(video=30, audio=50), "decoded video and audio at each viewer")
         assert all(viewer.sizes == {(320, 240)} for viewer in viewers)
+        # Sender reports reach the viewers, mapped from the publisher's clock (A/V sync).
+        for viewer in viewers:
+            await until_reports(viewer)
         await until(
             lambda: (StreamState.STREAM_STATE_STARTED, "") in lifecycle.states(room),
             "stream.started on the bus",
