@@ -361,27 +361,53 @@ async def view(http: httpx.AsyncClient, target: Target, pc: RTCPeerConnection,
 
 
 class RawCounter:
-    """Counts a viewer's RTP packets by kind as they leave SRTP, before aiortc's receivers:
-    no parsing, no jitter buffer, no decoding. Like `webrtc.ReceiveTap` (same aiortc hook:
-    `RTCDtlsTransport._handle_rtp_data`), minus the parse and cache a relay needs and a
-    counter does not. Install it once the remote description is set."""
+    """Counts a viewer's RTP packets by kind, never decrypting, parsing or decoding them.
+
+    Until ICE connects it counts as packets leave SRTP, before aiortc's receivers (the hook
+    `webrtc.ReceiveTap` uses). Once connected it counts each SRTP datagram as it arrives on
+    the ICE socket, from its header (SRTP leaves the RTP header in the clear), and passes
+    only the rest (STUN consent checks, DTLS, RTCP) on to aioice and aiortc: the load
+    generator then costs about a function call per packet, far less than the server it
+    loads. Install it once the remote description is set."""
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         self.counts = {"audio": 0, "video": 0}
         self._kinds: dict[int, str] = {}
-        transports = set()
+        self._transports = set()
         for transceiver in pc.getTransceivers():
             for codec in transceiver._codecs:
                 if codec.payloadType is not None:
                     self._kinds[codec.payloadType] = transceiver.kind
-            transports.add(transceiver.receiver.transport)
-        for transport in transports:
+            self._transports.add(transceiver.receiver.transport)
+        for transport in self._transports:
             transport._handle_rtp_data = self.handle_rtp  # type: ignore[method-assign]
+
+        @pc.on("connectionstatechange")
+        def bypass() -> None:
+            if pc.connectionState == "connected":
+                self.count_at_the_socket()
 
     async def handle_rtp(self, data: bytes, arrival_time_ms: int = 0) -> None:
         kind = self._kinds.get(data[1] & 0x7F)
         if kind is not None:
             self.counts[kind] += 1
+
+    def count_at_the_socket(self) -> None:
+        kinds, counts = self._kinds, self.counts
+        for transport in self._transports:
+            for protocol in transport.transport._connection._protocols:
+                passed_on = protocol.datagram_received
+
+                def datagram_received(data: bytes, addr: Any, passed_on: Any = passed_on) -> None:
+                    # RTP (RFC 7983: first byte 128-191), not RTCP (RFC 5761: PT 192-223).
+                    if 127 < data[0] < 192 and not 191 < data[1] < 224:
+                        kind = kinds.get(data[1] & 0x7F)
+                        if kind is not None:
+                            counts[kind] += 1
+                            return
+                    passed_on(data, addr)
+
+                protocol.datagram_received = datagram_received
 
 
 async def generator_main(spec: dict[str, Any]) -> None:

@@ -9,7 +9,9 @@ touches aiortc's private attributes, all written against the pinned aiortc==1.16
   replaced on each transport instance: SRTP-decrypted packets reach us as bytes, and RTP
   never reaches `RTCRtpReceiver._handle_rtp_packet`, so the receiver's jitter buffer and
   decoder thread get no work (the thread exists, blocked on its empty queue).
-- `RTCDtlsTransport._send_rtp(data)`: SRTP-protects RTP or RTCP and sends it.
+- `RTCDtlsTransport._send_rtp(data)`: SRTP-protects RTP or RTCP and sends it; on the hot
+  path, its `._tx_srtp` session, `._state` and its ICE transport's `._connection._nominated`
+  pair (aioice), whose socket a forwarded packet is written to directly.
 - `RTCRtpTransceiver._codecs` (narrowed to one codec and its RTX before answering: aiortc
   ignores setCodecPreferences when it answers), `._headerExtensions` (the mid's id) and
   `._offerDirection` (whether the publisher sends on that m-line at all; aiortc stores it
@@ -49,7 +51,7 @@ from typing import Any, Literal, TypeVar
 
 import aioice.ice
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
@@ -71,6 +73,7 @@ SUPPORTED_MIMES = ("video/vp8", "video/h264", "audio/opus")
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 _TS_MASK = 0xFFFFFFFF
+_DTLS_CONNECTED = State.CONNECTED
 _SENDER_REPORT = struct.Struct("!BBHIQIII")  # RFC 3550 §6.4.1, no report blocks
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
 
@@ -518,12 +521,28 @@ class RawSender:
         self.octets = 0
         self.retransmitted = 0
         self.replayed = 0
+        self._direct: Callable[[bytes], None] | None = None
         sender._send_rtcp = self._send_rtcp_reports  # type: ignore[method-assign]
 
     @property
     def waiting_for_keyframe(self) -> bool:
         """True until the first packet went out (video waits for a keyframe)."""
         return self._rewriter.source is None
+
+    def forward_now(self, packet: bytes, header: RtpHeader) -> bool:
+        """The hot path: send a packet of the source this subscriber is on, synchronously,
+        SRTP-protected straight onto the ICE pair's socket. False when the packet needs
+        `forward` (a new source, a keyframe wait, or no direct path yet)."""
+        send = self._direct
+        if send is None or header.ssrc != self._rewriter.source:
+            return False
+        if self.transport._state is not _DTLS_CONNECTED:
+            self._direct = None
+            return False
+        numbers = self._rewriter.rewrite(header.ssrc, header.sequence, header.timestamp)
+        if numbers is not None:  # None: too old to renumber, dropped
+            send(self._build(packet, header, *numbers))
+        return True
 
     async def forward(self, packet: bytes, header: RtpHeader, keyframe_start: bool) -> bool:
         """Send one source packet (validated by `rtp.header.parse`); False if dropped."""
@@ -546,6 +565,15 @@ class RawSender:
             if numbers is None:
                 return False
             sequence, timestamp = numbers
+        out = self._build(packet, header, sequence, timestamp)
+        if self._direct is None:
+            self._direct = _direct_sender(self.transport)
+        if self._direct is not None:
+            self._direct(out)
+            return True
+        return await _send(self.transport, out)
+
+    def _build(self, packet: bytes, header: RtpHeader, sequence: int, timestamp: int) -> bytes:
         out = self._header(packet, header)
         out += memoryview(packet)[header.payload_offset :]
         rtp_header.patch(
@@ -558,7 +586,7 @@ class RawSender:
         self._last_sent = time.monotonic()
         self.sent += 1
         self.octets += header.payload_end - header.payload_offset
-        return await _send(self.transport, out)
+        return bytes(out)
 
     async def _replay_gop(self, live: RtpHeader) -> bool:
         """Start a video subscriber at once on the cached packets from the latest keyframe
@@ -687,6 +715,27 @@ def _mid_extension(transceiver: RTCRtpTransceiver) -> bytes:
     element = bytes([ids[0] << 4 | (len(mid) - 1)]) + mid
     element += bytes(-len(element) % 4)
     return struct.pack("!HH", rtp_header.ONE_BYTE_PROFILE, len(element) // 4) + element
+
+
+def _direct_sender(transport: RTCDtlsTransport) -> Callable[[bytes], None] | None:
+    """SRTP-protect and write to the nominated ICE pair's socket, skipping the four
+    coroutine layers of aiortc's and aioice's send path (most of a forward's cost); None
+    until DTLS and ICE are both up. aiortc's sent-bytes statistics do not count these
+    packets; `RawSender` keeps its own."""
+    try:
+        session = transport._tx_srtp
+        pair = transport.transport._connection._nominated[1]
+    except (AttributeError, KeyError):
+        return None
+    socket, address = pair.protocol.transport, pair.remote_addr
+    if session is None or socket is None or transport._state is not _DTLS_CONNECTED:
+        return None
+    protect, sendto = session.protect, socket.sendto
+
+    def send(data: bytes) -> None:
+        sendto(protect(data), address)
+
+    return send
 
 
 async def _send(transport: RTCDtlsTransport, data: bytes | bytearray) -> bool:

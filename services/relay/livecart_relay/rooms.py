@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -195,19 +195,24 @@ class MediaRoom:
         """The source's callback: one packet to every subscriber of its kind; how many."""
         targets = self._targets.get(stream.kind, ())
         for session, sender in targets:
-            await self.deliver(session, sender, packet, header, start)
+            pending = self.deliver(session, sender, packet, header, start)
+            if pending is not None:
+                await pending
         return len(targets)
 
-    async def deliver(
+    def deliver(
         self,
         session: SubscriberSession,
         sender: RawSender,
         packet: bytes,
         header: RtpHeader,
         start: bool,
-    ) -> None:
-        """Write one packet to one subscriber (a seam for per-subscriber policy)."""
-        await sender.forward(packet, header, start)
+    ) -> Awaitable[bool] | None:
+        """Write one packet to one subscriber (a seam for per-subscriber policy): at once on
+        the hot path, else the send to await."""
+        if sender.forward_now(packet, header):
+            return None
+        return sender.forward(packet, header, start)
 
     async def close(self) -> None:
         """Close every subscriber, the pipe and the publisher."""

@@ -11,7 +11,7 @@ import re
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -113,19 +113,19 @@ class ObservedRoom(MediaRoom):
             self.video_sequences[header.sequence] += 1
         return await super().forward(stream, packet, header, start)
 
-    async def deliver(
+    def deliver(
         self,
         session: SubscriberSession,
         sender: webrtc.RawSender,
         packet: bytes,
         header: RtpHeader,
         start: bool,
-    ) -> None:
+    ) -> Awaitable[bool] | None:
         first = next(iter(self.sessions.values()))
         lossy = self.lose_every and sender.stream.kind == "video" and session is first
         if lossy and not start and header.sequence % self.lose_every == 0:
-            return
-        await super().deliver(session, sender, packet, header, start)
+            return None
+        return super().deliver(session, sender, packet, header, start)
 
 
 class Room:
