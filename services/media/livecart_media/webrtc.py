@@ -74,6 +74,12 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 _TS_MASK = 0xFFFFFFFF
 _DTLS_CONNECTED = State.CONNECTED
+_REPLAY_BURST = 16  # packets of a replayed GOP written back to back,
+_REPLAY_GAP_S = 0.008  # then a pause: about 2,000 packets/s, 13 times a 720p stream
+# A longer GOP is not replayed (the viewer waits for a keyframe asked by PLI): a receiver's
+# jitter buffer (aiortc's holds 512 packets) must hold the replay with its holes until
+# their retransmissions arrive, a round trip later.
+_REPLAY_MAX = 256
 _SENDER_REPORT = struct.Struct("!BBHIQIII")  # RFC 3550 §6.4.1, no report blocks
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
 
@@ -522,6 +528,8 @@ class RawSender:
         self.retransmitted = 0
         self.replayed = 0
         self._direct: Callable[[bytes], None] | None = None
+        self._backlog: deque[bytes] = deque()
+        self._replaying: asyncio.Future[None] | None = None
         sender._send_rtcp = self._send_rtcp_reports  # type: ignore[method-assign]
 
     @property
@@ -532,9 +540,9 @@ class RawSender:
     def forward_now(self, packet: bytes, header: RtpHeader) -> bool:
         """The hot path: send a packet of the source this subscriber is on, synchronously,
         SRTP-protected straight onto the ICE pair's socket. False when the packet needs
-        `forward` (a new source, a keyframe wait, or no direct path yet)."""
+        `forward` (a new source, a keyframe wait, a replay under way, no direct path yet)."""
         send = self._direct
-        if send is None or header.ssrc != self._rewriter.source:
+        if send is None or header.ssrc != self._rewriter.source or self._replaying is not None:
             return False
         if self.transport._state is not _DTLS_CONNECTED:
             self._direct = None
@@ -546,12 +554,20 @@ class RawSender:
 
     async def forward(self, packet: bytes, header: RtpHeader, keyframe_start: bool) -> bool:
         """Send one source packet (validated by `rtp.header.parse`); False if dropped."""
+        if self._replaying is not None:
+            self._backlog.append(packet)  # in order, behind the replay
+            return True
+        return await self._forward_one(packet, header, keyframe_start, may_replay=True)
+
+    async def _forward_one(
+        self, packet: bytes, header: RtpHeader, keyframe_start: bool, *, may_replay: bool
+    ) -> bool:
         rewriter = self._rewriter
         if header.ssrc != rewriter.source:
             if self.transport.state != "connected":
                 return False  # keep the keyframe wait for when it can be sent
             if not keyframe_start:
-                if await self._replay_gop(header):
+                if may_replay and self._replay_gop(header):
                     return True
                 await self._on_keyframe_request(self)
                 return False
@@ -566,7 +582,9 @@ class RawSender:
                 return False
             sequence, timestamp = numbers
         out = self._build(packet, header, sequence, timestamp)
-        if self._direct is None:
+        if self.transport._state is not _DTLS_CONNECTED:
+            self._direct = None
+        elif self._direct is None:
             self._direct = _direct_sender(self.transport)
         if self._direct is not None:
             self._direct(out)
@@ -588,26 +606,46 @@ class RawSender:
         self.octets += header.payload_end - header.payload_offset
         return bytes(out)
 
-    async def _replay_gop(self, live: RtpHeader) -> bool:
+    def _replay_gop(self, live: RtpHeader) -> bool:
         """Start a video subscriber at once on the cached packets from the latest keyframe
         through `live` (already cached), rather than waiting for the next keyframe: its
-        first picture comes within a round trip, not within a keyframe interval."""
+        first picture comes within a round trip, not within a keyframe interval.
+
+        The replay is paced (`_REPLAY_BURST` packets, then `_REPLAY_GAP_S`): a whole GOP at
+        once would overflow the viewer's receive buffer. Live packets queue behind it."""
         stream = self.stream
         first = stream.keyframe_sequence
         if first is None or live.ssrc != stream.ssrc:
             return False
         count = (live.sequence - first) & 0xFFFF
-        if count >= 0x8000 or stream.cache.get(first) is None:
+        if count >= _REPLAY_MAX or stream.cache.get(first) is None:
             return False
-        for offset in range(count + 1):
-            packet = stream.cache.get((first + offset) & 0xFFFF)
-            if packet is not None:  # one lost upstream: the subscriber NACKs it
-                await self.forward(packet, rtp_header.parse(packet), offset == 0)
-        self.replayed += count + 1
+        cached = (stream.cache.get((first + offset) & 0xFFFF) for offset in range(count + 1))
+        # One lost upstream is skipped: the subscriber NACKs it.
+        self._backlog = deque(packet for packet in cached if packet is not None)
+        self.replayed += len(self._backlog)
+        self._replaying = asyncio.ensure_future(self._drain_backlog())
         return True
 
+    async def _drain_backlog(self) -> None:
+        backlog, sent = self._backlog, 0
+        try:
+            while backlog:
+                packet = backlog.popleft()
+                header = rtp_header.parse(packet)
+                await self._forward_one(packet, header, sent == 0, may_replay=False)
+                sent += 1
+                if sent % _REPLAY_BURST == 0 and backlog:
+                    await asyncio.sleep(_REPLAY_GAP_S)
+        finally:
+            self._replaying = None
+
     async def retransmit(self, lost: Iterable[int]) -> None:
-        """Resend what the subscriber NACKed from the stream's cache (as RTX if negotiated)."""
+        """Resend what the subscriber NACKed from the stream's cache (as RTX if negotiated).
+
+        Every NACK is answered, even for a number resent a moment ago: some receivers
+        (aiortc) NACK a number only for its next 128 packets, so skipping repeats within a
+        round trip loses packets whose one resend was lost too."""
         for sequence in lost:
             source_sequence = self._rewriter.source_sequence(sequence)
             if source_sequence is None:

@@ -96,8 +96,9 @@ def test_a_packet_as_old_as_the_window_is_dropped() -> None:
     rewriter.rewrite(A, 130, 0)
     assert rewriter.rewrite(A, 114, 0) is None
     assert rewriter.rewrite(A, 115, 0) == (15, 0)
-    assert rewriter.source_sequence(14) is None
-    assert rewriter.source_sequence(15) == 115
+    assert rewriter.source_sequence(14) == 114  # NACKs reach back to the switch point
+    assert rewriter.source_sequence(0) == 100
+    assert rewriter.source_sequence((0 - 1) & 0xFFFF) is None
 
 
 def test_a_long_stream_wraps_sequence_and_timestamp_many_times() -> None:

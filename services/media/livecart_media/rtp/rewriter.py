@@ -124,13 +124,14 @@ class SequenceRewriter:
     def source_sequence(self, sequence: int) -> int | None:
         """The source sequence number behind outgoing `sequence` (for a NACK), or None.
 
-        None for numbers outside the current source's window: from before the switch, not
-        sent yet, or `reorder_window` or more behind the newest.
+        None for numbers from before the switch or not sent yet. How far back a NACK may
+        reach is the packet cache's to say, not `reorder_window`: at 100 ms RTT a NACK
+        arrives well over 128 packets late after a burst (a replayed GOP, a keyframe).
         """
         if not self._started:
             return None
         behind = (self.highest_sequence - sequence) & _SEQ_MASK
-        if behind >= self._window or self._highest_in - behind < self._base_in:
+        if behind >= 0x8000 or self._highest_in - behind < self._base_in:
             return None
         return (sequence - self._seq_offset) & _SEQ_MASK
 
