@@ -11,7 +11,7 @@ import pytest
 
 from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
-from livecart_core.testing import free_port
+from livecart_core.testing import TEST_AUTH_SECRET, free_port
 
 
 def start(module: str, **env: str) -> tuple[int, str, float]:
@@ -67,6 +67,7 @@ def test_unreachable_kafka_fails_fast(postgres: EmbeddedPostgres) -> None:
 def test_unreachable_database_fails_fast(kafka_broker: KafkaBroker) -> None:
     code, stderr, elapsed = start(
         "livecart_control",
+        LIVECART_AUTH_SECRET=TEST_AUTH_SECRET,
         LIVECART_KAFKA_BOOTSTRAP=kafka_broker.bootstrap,
         LIVECART_DATABASE_URL=f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/postgres",
         LIVECART_DATABASE_CONNECT_TIMEOUT_S="2",

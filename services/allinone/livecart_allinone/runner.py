@@ -33,6 +33,7 @@ DEV_SCOPES = [
     "chat",
     "chat:moderate",
     "chat:system",
+    "tokens:issue",
 ]
 SERVICES = [CONTROL, INGEST, RELAY, TRANSCODE, CHAT, COMMERCE, ASSISTANT, ANALYTICS]
 log = logging.getLogger("livecart.dev")
