@@ -11,21 +11,11 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
-from livecart_core.errors import InvalidArgument
-from livecart_media.whipwhep import ROOM_ID
+from livecart_media.whipwhep import install_room_page
 
 
 def install_publisher_page(app: FastAPI) -> None:
     """Add ``GET /publish/{room}`` to `app`."""
     page = (files("livecart_ingest") / "static" / "publish.html").read_bytes()
-
-    @app.get("/publish/{room}", response_class=HTMLResponse, summary="Go live (publisher page)")
-    async def publish(room: str) -> HTMLResponse:
-        if not ROOM_ID.match(room):
-            raise InvalidArgument("a room id is 1 to 200 of A-Z a-z 0-9 . _ : -")
-        # The URL carries the host's token: no caching by shared caches, no Referer.
-        return HTMLResponse(
-            page, headers={"Cache-Control": "private, no-cache", "Referrer-Policy": "no-referrer"}
-        )
+    install_room_page(app, "/publish", page, "Go live (publisher page)")

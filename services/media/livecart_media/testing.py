@@ -19,6 +19,7 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpsender import RTCRtpSender
 from av import VideoFrame
 
 from livecart_media.webrtc import peer
@@ -65,12 +66,7 @@ class Publisher:
 
     async def post(self, client: httpx.AsyncClient, url: str, token: str) -> httpx.Response:
         """WHIP: POST the offer; on 201 take the answer. Returns the response."""
-        response = await client.post(
-            url, content=await self.offer(), headers={**SDP_HEADERS, **bearer(token)}
-        )
-        if response.status_code == 201:
-            await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
-        return response
+        return await exchange(self.pc, client, url, token, await self.offer())
 
     async def close(self) -> None:
         await self.pc.close()
@@ -87,10 +83,15 @@ class Viewer:
     sizes: set[tuple[int, int]] = field(default_factory=set)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def offer(self, *kinds: str) -> str:
+    async def offer(self, *kinds: str, audio_codec: str | None = None) -> str:
+        """A recvonly offer for `kinds` (video and audio by default); `audio_codec` (a MIME
+        type) offers only that audio codec."""
         pc = self.pc
         for kind in kinds or ("video", "audio"):
-            pc.addTransceiver(kind, direction="recvonly")
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if kind == "audio" and audio_codec is not None:
+                codecs = RTCRtpSender.getCapabilities("audio").codecs
+                transceiver.setCodecPreferences([c for c in codecs if c.mimeType == audio_codec])
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -101,12 +102,7 @@ class Viewer:
 
     async def post(self, client: httpx.AsyncClient, url: str, token: str) -> httpx.Response:
         """WHEP: POST the offer; on 201 take the answer. Returns the response."""
-        response = await client.post(
-            url, content=await self.offer(), headers={**SDP_HEADERS, **bearer(token)}
-        )
-        if response.status_code == 201:
-            await self.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
-        return response
+        return await exchange(self.pc, client, url, token, await self.offer())
 
     def has(self, video: int, audio: int = 0) -> Callable[[], bool]:
         return lambda: self.video_frames >= video and self.audio_frames >= audio
@@ -129,6 +125,16 @@ class Viewer:
         await self.pc.close()
         for task in self.tasks:
             task.cancel()
+
+
+async def exchange(
+    pc: RTCPeerConnection, client: httpx.AsyncClient, url: str, token: str, offer: str
+) -> httpx.Response:
+    """POST `offer` to a WHIP or WHEP endpoint; on 201 set the answer on `pc`."""
+    response = await client.post(url, content=offer, headers={**SDP_HEADERS, **bearer(token)})
+    if response.status_code == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    return response
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiortc import RTCSessionDescription
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from livecart_core.auth import Principal, TokenAuthority, require
@@ -173,3 +173,18 @@ def session_routes(
         return Response(status_code=204, headers={"Allow": SESSION_ALLOW})
 
     return router
+
+
+def install_room_page(app: FastAPI, prefix: str, page: bytes, summary: str) -> None:
+    """Serve `page` (a publisher's or viewer's HTML page) at ``GET {prefix}/{room}``.
+
+    The page reads its token from its own URL, so it is never cached by shared caches and
+    never sent on as a Referer."""
+
+    @app.get(f"{prefix}/{{room}}", response_class=HTMLResponse, summary=summary)
+    async def room_page(room: str) -> HTMLResponse:
+        if not ROOM_ID.match(room):
+            raise InvalidArgument("a room id is 1 to 200 of A-Z a-z 0-9 . _ : -")
+        return HTMLResponse(
+            page, headers={"Cache-Control": "private, no-cache", "Referrer-Policy": "no-referrer"}
+        )

@@ -4,31 +4,26 @@ ingest's), viewers POST offers, decode what they get and DELETE their sessions."
 
 from __future__ import annotations
 
-import asyncio
 import re
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from aiortc import (
     AudioStreamTrack,
-    MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
 )
-from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpsender import RTCRtpSender
-from av import VideoFrame
 
 from livecart_core.auth import TokenAuthority
 from livecart_core.service import Service
 from livecart_core.testing import TEST_AUTH_SECRET
 from livecart_media import webrtc
+from livecart_media.testing import Viewer
 from livecart_media.whipwhep import RoomKey
 from livecart_relay.app import SERVICE, media_rooms
 from livecart_relay.rooms import MediaRooms
@@ -111,46 +106,6 @@ async def client(relay: Service, rooms: MediaRooms) -> AsyncIterator[httpx.Async
     assert room is not None
     for session_id in list(room.sessions):  # what a failed test left: not the next one's
         await room.remove(session_id)
-
-
-@dataclass
-class Viewer:
-    """A WHEP client: aiortc offering recvonly video and audio, decoding what it gets."""
-
-    pc: RTCPeerConnection = field(default_factory=peer)
-    video_frames: int = 0
-    audio_frames: int = 0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def offer(self, *kinds: str, audio_codec: str | None = None) -> str:
-        for kind in kinds:
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            if kind == "audio" and audio_codec is not None:
-                codecs = RTCRtpSender.getCapabilities("audio").codecs
-                transceiver.setCodecPreferences([c for c in codecs if c.mimeType == audio_codec])
-
-        @self.pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            self.tasks.append(asyncio.ensure_future(self.consume(track)))
-
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return str(self.pc.localDescription.sdp)
-
-    async def consume(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                if isinstance(frame, VideoFrame):
-                    self.video_frames += 1
-                else:
-                    self.audio_frames += 1
-        except MediaStreamError:
-            return
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for task in self.tasks:
-            task.cancel()
 
 
 @pytest.fixture
