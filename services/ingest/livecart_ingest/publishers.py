@@ -9,7 +9,8 @@ reports with it. Ingest owns the publisher's leg, the lossy one (4G, WiFi):
   receiver, which would, never sees the packets;
 - it tells the publisher how much to send with REMB: the most allowed, cut when the
   publisher's packets go missing and raised again when they do not (loss-based, as in
-  the loss half of Google Congestion Control);
+  the loss half of Google Congestion Control), and never more than the relay says the
+  room's viewers take (their REMBs, without the weakest tenth);
 - it answers the relay's NACKs from its own packet cache, and passes the relay's keyframe
   requests on to the publisher, at most one per kind per interval.
 
@@ -64,6 +65,7 @@ PIPE_SCOPES = frozenset({"publish", "publish:takeover"})
 _GONE = ("closed", "failed")
 _FEEDBACK_EVERY_S = 0.05
 _REMB_EVERY_S = 1.0
+_VIEWERS_REMB_FRESH_S = 5.0
 
 
 @dataclass(eq=False)
@@ -78,6 +80,8 @@ class PublishSession:
     pipe: PipeOut | None = None
     pipe_id: str = ""
     bitrate: int = 0
+    viewers_bitrate: tuple[int, float] | None = None
+    """The relay's REMB for the room (what most viewers take) and when it came."""
     started: bool = False
     closing: bool = False
     loss: dict[Kind, LossDetector] = field(default_factory=dict)
@@ -105,6 +109,9 @@ class PublishSession:
         """The relay's PLI/FIR (to the publisher, rate-limited) or NACK (from our cache)."""
         tap, pipe = self.tap, self.pipe
         if tap is None or pipe is None:
+            return
+        if isinstance(message, rtcp.Remb):
+            self.viewers_bitrate = (message.bitrate, time.monotonic())
             return
         if isinstance(message, rtcp.Nack):
             stream = tap.streams.get(kind)
@@ -320,7 +327,15 @@ class Publishers:
             gaps, received = total_gaps, total_received
             if window_received:
                 session.bitrate = self._estimate(session.bitrate, window_gaps, window_received)
-                await tap.send_remb(session.bitrate)
+                await tap.send_remb(self._allowed(session, now))
+
+    def _allowed(self, session: PublishSession, now: float) -> int:
+        """The publisher's REMB: its own link's estimate, capped by what the room's viewers
+        take (the relay's REMB, if recent)."""
+        viewers = session.viewers_bitrate
+        if viewers is None or now - viewers[1] > _VIEWERS_REMB_FRESH_S:
+            return session.bitrate
+        return max(self.min_bitrate, min(session.bitrate, viewers[0]))
 
     def _estimate(self, bitrate: int, gaps: int, received: int) -> int:
         lost = gaps / (gaps + received)

@@ -3,9 +3,9 @@
 The relay's `RelayService.OpenPipe` (gRPC) answers a UDP address; ingest sends each RTP
 packet of the publisher there as one datagram, unencrypted, with the payload types it
 declared, and forwards the publisher's RTCP sender reports (audio/video sync). The relay
-sends RTCP feedback (PLI, FIR, NACK, and BYE when the pipe was taken over) back to where
-the datagrams come from. Media never travels over gRPC or Kafka; this is the shape of
-mediasoup's PipeTransport and Janus's RTP forwarders.
+sends RTCP feedback (PLI, FIR, NACK, REMB for what its viewers take, and BYE when the pipe
+was taken over) back to where the datagrams come from. Media never travels over gRPC or
+Kafka; this is the shape of mediasoup's PipeTransport and Janus's RTP forwarders.
 
 Each packet leaving ingest carries one RFC 8285 one-byte header extension (the publisher's
 own extensions mean nothing downstream): 8 bytes, the microseconds since the Unix epoch at
@@ -82,8 +82,8 @@ class _Endpoint(asyncio.DatagramProtocol):
 class PipeOut(_Endpoint):
     """Ingest's end: the publisher's RTP and sender reports out, the relay's feedback in.
 
-    `on_feedback(kind, message)` gets each PLI, FIR or NACK for a stream (by the SSRCs
-    of what was sent), `on_bye()` a BYE: the relay closed the pipe (taken over).
+    `on_feedback(kind, message)` gets each PLI, FIR, NACK or REMB for a stream (by the
+    SSRCs of what was sent), `on_bye()` a BYE: the relay closed the pipe (taken over).
     """
 
     def __init__(
@@ -135,6 +135,10 @@ class PipeOut(_Endpoint):
         for message in messages:
             if isinstance(message, rtcp.Bye):
                 self._on_bye()
+            elif isinstance(message, rtcp.Remb):
+                kind = next((self._kinds[s] for s in message.ssrcs if s in self._kinds), None)
+                if kind is not None:
+                    self._on_feedback(kind, message)
             elif isinstance(message, rtcp.Pli | rtcp.Nack):
                 kind = self._kinds.get(message.media_ssrc)
                 if kind is not None:
@@ -215,6 +219,11 @@ class PipeIn(_Endpoint):
         if stream is None or stream.ssrc is None or not lost:
             return False
         return self._send(rtcp.build_nack(_PIPE_SSRC, stream.ssrc, lost))
+
+    def send_remb(self, bitrate: int) -> bool:
+        """Tell ingest the most the room's viewers take, bits per second, for all streams."""
+        ssrcs = [s.ssrc for s in self.routes.values() if s.ssrc is not None]
+        return bool(ssrcs) and self._send(rtcp.build_remb(_PIPE_SSRC, bitrate, ssrcs))
 
     def send_bye(self) -> None:
         ssrcs = [s.ssrc for s in self.routes.values() if s.ssrc is not None] or [_PIPE_SSRC]

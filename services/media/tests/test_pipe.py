@@ -64,9 +64,12 @@ async def test_packets_cross_the_pipe_stamped_and_feedback_comes_back() -> None:
 
         assert await relay.request_keyframe("video")
         assert await relay.send_nack("video", [1])
+        assert relay.send_remb(800_000)
         relay.send_bye()
-        await until(lambda: len(feedback) == 2 and byes, "PLI, NACK and BYE at ingest")
-        assert isinstance(feedback[0][1], rtcp.Pli) and isinstance(feedback[1][1], rtcp.Nack)
+        await until(lambda: len(feedback) == 3 and byes, "PLI, NACK, REMB and BYE at ingest")
+        pli, nack, remb = (message for _, message in feedback)
+        assert isinstance(pli, rtcp.Pli) and isinstance(nack, rtcp.Nack)
+        assert isinstance(remb, rtcp.Remb) and remb.bitrate == 800_000
     finally:
         ingest.close()
         relay.close()

@@ -417,6 +417,10 @@ class MediaRooms:
                     logger.info("closing viewer %s of %s: hopelessly behind", session.id, room.key)
                     metrics.VIEWER_CLOSES.labels("behind").inc()
                     await room.remove(session.id)
+            if pipe is not None and room.sessions:
+                floor = viewers_bitrate([s.subscriber.remb_bitrate for s in room.sessions.values()])
+                if floor is not None:
+                    pipe.send_remb(floor)
             orphaned = room.orphaned_at
             if orphaned is not None and now - orphaned > self.publisher_grace_s:
                 logger.info("publisher of %s did not come back; closing the room", room.key)
@@ -463,3 +467,14 @@ class MediaRooms:
                 await self.sweep(time.monotonic())
             except Exception:
                 logger.exception("sweeping the relay's rooms failed")
+
+
+def viewers_bitrate(estimates: Sequence[int | None]) -> int | None:
+    """What the publisher should send for a room: the bitrate its viewers' REMBs allow,
+    leaving out the weakest tenth (one viewer on a bad link must not lower the picture for
+    thousands; one who truly cannot keep up is closed by its receiver reports instead).
+    None when no viewer has sent a REMB (players with transport-wide feedback do not)."""
+    known = sorted(e for e in estimates if e is not None)
+    if not known:
+        return None
+    return known[len(known) // 10]

@@ -26,7 +26,7 @@ from livecart_media import webrtc
 from livecart_media.testing import Viewer
 from livecart_media.whipwhep import RoomKey
 from livecart_relay.app import SERVICE, media_rooms
-from livecart_relay.rooms import MediaRooms
+from livecart_relay.rooms import MediaRooms, viewers_bitrate
 from livecart_relay.settings import RelaySettings
 
 from .conftest import until
@@ -309,3 +309,11 @@ async def test_browsers_from_another_origin_may_play(
     assert refused.status_code == 401 and "access-control-allow-origin" in refused.headers
     deleted = await client.delete(location, headers={"Origin": ORIGIN, **bearer(token())})
     assert deleted.status_code == 204
+
+
+def test_the_room_asks_for_what_most_viewers_take() -> None:
+    assert viewers_bitrate([]) is None and viewers_bitrate([None, None]) is None
+    assert viewers_bitrate([2_000_000, None]) == 2_000_000
+    # Ten viewers: the weakest one is left out.
+    assert viewers_bitrate([300_000] + [2_000_000] * 9) == 2_000_000
+    assert viewers_bitrate([300_000, 400_000] + [2_000_000] * 8) == 400_000
