@@ -84,6 +84,7 @@ class PublishSession:
     """The relay's REMB for the room (what most viewers take) and when it came."""
     started: bool = False
     closing: bool = False
+    reopening: bool = False
     loss: dict[Kind, LossDetector] = field(default_factory=dict)
     keyframes: KeyframeRequests = field(default_factory=KeyframeRequests)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -227,15 +228,41 @@ class Publishers:
             reply = await self.relay.OpenPipe(request, metadata=self._credentials(session))
         except grpc.aio.AioRpcError as exc:
             raise _refusal(exc) from None
-        session.pipe_id = reply.pipe_id
+        old, session.pipe_id = session.pipe, reply.pipe_id
         session.pipe = await PipeOut.open(
             (reply.host, reply.port),
             session.on_feedback,
             lambda: self._spawn(self._end(session, StreamState.STREAM_STATE_FAILED, "taken over")),
+            on_refused=lambda: self._spawn(self._reopen(session)),
         )
         tap.on_sender_report = session.pipe.send_rtcp
-        session.loss = {kind: LossDetector() for kind in tap.streams}
-        session.bitrate = self.max_bitrate
+        if old is None:
+            session.loss = {kind: LossDetector() for kind in tap.streams}
+            session.bitrate = self.max_bitrate
+        else:
+            old.close()
+
+    async def _reopen(self, session: PublishSession) -> None:
+        """The relay's pipe port refuses our packets (ICMP port unreachable): the relay
+        restarted and lost the room. Open the pipe again, with backoff, for as long as the
+        publisher stays; the relay's viewers then ask for a keyframe and carry on."""
+        if session.reopening or session.closing:
+            return
+        session.reopening = True
+        delay = 0.5
+        try:
+            while not session.closing:
+                await asyncio.sleep(delay)
+                try:
+                    await self._open_pipe(session)
+                except Exception as exc:
+                    logger.warning("reopening the pipe of %s failed: %s", session.key, exc)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                logger.info("reopened the pipe of %s on the relay", session.key)
+                return
+        finally:
+            session.reopening = False
 
     def _credentials(self, session: PublishSession) -> tuple[tuple[str, str], ...]:
         # Our own short token for the publisher's rights: theirs may expire mid-stream.

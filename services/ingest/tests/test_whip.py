@@ -20,7 +20,7 @@ from livecart.relay.v1 import relay_service_pb2 as relay_pb
 from livecart.relay.v1 import relay_service_pb2_grpc as relay_grpc
 from livecart_core.auth import TokenAuthority
 from livecart_core.localinfra.kafka import KafkaBroker
-from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess
+from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess, free_port
 from livecart_media import webrtc
 from livecart_media.rtp import rtcp
 from livecart_media.testing import Publisher, Viewer, bearer, until
@@ -389,3 +389,49 @@ async def test_the_pipe_api_checks_its_input_and_shrugs_off_garbage(
             relay_pb.ClosePipeRequest(room_id=room, pipe_id=pipe.pipe_id, ended=True),
             metadata=(("authorization", f"Bearer {publish}"),),
         )
+
+
+async def test_a_restarted_relay_gets_the_room_back_from_ingest(
+    http: httpx.AsyncClient, peers: list[Publisher | Viewer]
+) -> None:
+    room = "resilient"
+    env = {
+        "LIVECART_BUS": "memory",
+        "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+        "LIVECART_HTTP_PORT": str(free_port()),
+        "LIVECART_GRPC_PORT": str(free_port()),
+    }
+    relay = ServiceProcess("livecart_relay", env).start()
+    ingest_env = {
+        "LIVECART_BUS": "memory",
+        "LIVECART_RELAY_GRPC_ADDRESS": f"127.0.0.1:{relay.grpc_port}",
+        "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+    }
+    try:
+        with ServiceProcess("livecart_ingest", ingest_env) as ingest:
+            publisher, response = await go_live(http, ingest, room, publish_token(room))
+            peers.append(publisher)
+            assert response.status_code == 201, response.text
+            before = Viewer()
+            peers.append(before)
+            assert (
+                await before.post(http, f"{relay.url}/whep/{room}", play_token(room))
+            ).is_success
+            await until(before.has(video=10), "a viewer before the restart")
+
+            assert relay.stop() == 0, relay.output  # every room gone with it
+            relay = ServiceProcess("livecart_relay", env).start()
+            # Ingest notices (ICMP port unreachable on the pipe) and opens the pipe again.
+            after = Viewer()
+            peers.append(after)
+            for _ in range(60):
+                answer = await after.post(http, f"{relay.url}/whep/{room}", play_token(room))
+                if answer.status_code == 201:
+                    break
+                assert answer.status_code == 404, answer.text
+                after = Viewer()
+                peers.append(after)
+                await asyncio.sleep(0.5)
+            await until(after.has(video=10), "a viewer after the restart", timeout_s=30)
+    finally:
+        relay.stop()

@@ -83,7 +83,8 @@ class PipeOut(_Endpoint):
     """Ingest's end: the publisher's RTP and sender reports out, the relay's feedback in.
 
     `on_feedback(kind, message)` gets each PLI, FIR, NACK or REMB for a stream (by the
-    SSRCs of what was sent), `on_bye()` a BYE: the relay closed the pipe (taken over).
+    SSRCs of what was sent), `on_bye()` a BYE: the relay closed the pipe (taken over),
+    `on_refused()` an ICMP port unreachable: nothing listens at the relay's end any more.
     """
 
     def __init__(
@@ -91,12 +92,14 @@ class PipeOut(_Endpoint):
         relay: Address,
         on_feedback: Callable[[Kind, rtcp.RtcpMessage], None],
         on_bye: Callable[[], None],
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         self.relay = relay
         self.sent = 0
         self.dropped = 0
         self._on_feedback = on_feedback
         self._on_bye = on_bye
+        self._on_refused = on_refused
         self._kinds: dict[int, Kind] = {}  # SSRC: kind, as sent
 
     @classmethod
@@ -105,12 +108,22 @@ class PipeOut(_Endpoint):
         relay: Address,
         on_feedback: Callable[[Kind, rtcp.RtcpMessage], None],
         on_bye: Callable[[], None],
+        *,
+        on_refused: Callable[[], None] | None = None,
     ) -> PipeOut:
         loop = asyncio.get_running_loop()
         _, pipe = await loop.create_datagram_endpoint(
-            lambda: cls(relay, on_feedback, on_bye), remote_addr=relay
+            lambda: cls(relay, on_feedback, on_bye, on_refused), remote_addr=relay
         )
         return pipe
+
+    def error_received(self, exc: Exception) -> None:
+        # The socket is connected to the relay, so the kernel reports its ICMP port
+        # unreachable: nothing listens there any more (the relay restarted).
+        if isinstance(exc, ConnectionRefusedError) and self._on_refused is not None:
+            self._on_refused()
+        else:
+            super().error_received(exc)
 
     def send_rtp(self, kind: Kind, packet: bytes, header: RtpHeader) -> None:
         if self.transport is None or self.transport.is_closing():
