@@ -232,16 +232,19 @@ def test_every_service_is_deployed_by_exactly_one_chart(helm: Helm) -> None:
         assert holders == [CORE if uses_database else EDGE], package
 
 
-def test_ingest_pipes_to_its_edges_relay_on_the_relay_pods_address(helm: Helm) -> None:
+def test_ingest_pipes_to_every_relay_pod_on_the_pods_address(helm: Helm) -> None:
     deployments = {module(d): d for d in of_kind(render(helm, EDGE, ("sea",)), "Deployment")}
 
     def env(name: str) -> dict[str, object]:
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
-    assert env("livecart_ingest")["LIVECART_RELAY_GRPC_ADDRESS"] == f"{EDGE}-relay:50051"
+    assert env("livecart_ingest")["LIVECART_RELAY_GRPC_ADDRESS"] == f"{EDGE}-relay-pods:50051"
     assert env("livecart_relay")["LIVECART_PIPE_HOST"] == {
         "fieldRef": {"fieldPath": "status.podIP"}
     }
     assert env("livecart_relay")["LIVECART_WORKERS"] == "4"
     assert "hostNetwork" not in deployments["livecart_relay"]["spec"]["template"]["spec"]
+    services = {s["metadata"]["name"]: s for s in of_kind(render(helm, EDGE, ("sea",)), "Service")}
+    assert services[f"{EDGE}-relay-pods"]["spec"]["clusterIP"] == "None"
+    assert services[f"{EDGE}-relay"]["spec"]["sessionAffinity"] == "ClientIP"

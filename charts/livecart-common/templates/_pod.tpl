@@ -40,9 +40,9 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
   value: {{ .port | quote }}
 {{- end }}
 {{- if and (eq .name "ingest") (hasKey $v.services "relay") }}
-{{- /* Ingest opens each room's RTP pipe on the relay of its own edge. */}}
+{{- /* Ingest pipes each room to every relay pod of its edge (the headless Service). */}}
 - name: LIVECART_RELAY_GRPC_ADDRESS
-  value: "{{ include "livecart.fullname" .root }}-relay:{{ $v.ports.grpc }}"
+  value: "{{ include "livecart.fullname" .root }}-relay-pods:{{ $v.ports.grpc }}"
 {{- end }}
 {{- if eq .name "relay" }}
 {{- /* Ingest's pipes reach the relay on its pod address. */}}

@@ -73,6 +73,9 @@ metadata:
     {{- include "livecart.labels" $ctx | nindent 4 }}
 spec:
   type: {{ $v.service.type }}
+  {{- with $svc.sessionAffinity }}
+  sessionAffinity: {{ . }}
+  {{- end }}
   selector:
     {{- include "livecart.selectorLabels" $ctx | nindent 4 }}
   ports:
@@ -87,6 +90,24 @@ spec:
       port: {{ .port }}
       targetPort: {{ .name }}
     {{- end }}
+{{- if $svc.headless }}
+---
+# Every pod's address under one name (no load balancing): for callers that talk to each pod.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "livecart.fullname" $root }}-{{ $name }}-pods
+  labels:
+    {{- include "livecart.labels" $ctx | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "livecart.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $v.ports.grpc }}
+      targetPort: grpc
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}

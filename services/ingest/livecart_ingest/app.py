@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from livecart.relay.v1.relay_service_pb2_grpc import RelayServiceStub
-from livecart_core.rpc import create_channel
 from livecart_core.service import Service, ServiceDefinition
 from livecart_ingest.publisher_page import install_publisher_page
 from livecart_ingest.publishers import Publishers
+from livecart_ingest.relays import Relays
 from livecart_ingest.settings import IngestSettings
 from livecart_ingest.whip import install_whip
 
@@ -15,9 +14,9 @@ async def setup(service: Service) -> None:
     """WHIP routes over one `Publishers`, kept as ``service.http_app.state.publishers``."""
     settings = service.settings
     assert isinstance(settings, IngestSettings)
-    channel = create_channel(settings.relay_grpc_address, deadline_s=5.0)
+    relays = Relays(settings.relay_grpc_address)
     publishers = Publishers(
-        relay=RelayServiceStub(channel),
+        relays=relays,
         tokens=service.tokens,
         bus=service.bus,
         edge=settings.edge,
@@ -39,7 +38,7 @@ async def setup(service: Service) -> None:
 
     async def stop() -> None:
         await publishers.close()
-        await channel.close()
+        await relays.close()
 
     service.on_stop(stop)
 

@@ -36,10 +36,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1.stream_lifecycle_pb2 import StreamLifecycle, StreamState
 from livecart.relay.v1 import relay_service_pb2 as relay_pb
-from livecart.relay.v1 import relay_service_pb2_grpc as relay_grpc
 from livecart_core.auth import Principal, TokenAuthority
 from livecart_core.bus import EventBus
 from livecart_core.errors import Conflict, NotFound, PermissionDenied
+from livecart_ingest.relays import Relays
 from livecart_media import rtp
 from livecart_media.errors import OverCapacity, Unavailable, UnsupportedCodecs
 from livecart_media.pipe import INGEST_TIME_EXTENSION_ID, PipeOut
@@ -66,25 +66,35 @@ _GONE = ("closed", "failed")
 _FEEDBACK_EVERY_S = 0.05
 _REMB_EVERY_S = 1.0
 _VIEWERS_REMB_FRESH_S = 5.0
+_SYNC_RELAYS_EVERY_S = 10.0
+
+
+@dataclass(eq=False)
+class RelayLink:
+    """A session's pipe to one relay."""
+
+    target: str
+    pipe: PipeOut
+    pipe_id: str
+    viewers_bitrate: tuple[int, float] | None = None
+    """That relay's REMB for the room (what most of its viewers take) and when it came."""
 
 
 @dataclass(eq=False)
 class PublishSession:
-    """One WHIP publisher: its connection, tap, pipe and upstream loss bookkeeping."""
+    """One WHIP publisher: its connection, tap, pipes and upstream loss bookkeeping."""
 
     id: str
     key: RoomKey
     caller: Principal
     pc: RTCPeerConnection
     tap: ReceiveTap | None = None
-    pipe: PipeOut | None = None
-    pipe_id: str = ""
+    links: dict[str, RelayLink] = field(default_factory=dict)
+    """Its pipe to each relay, by target."""
     bitrate: int = 0
-    viewers_bitrate: tuple[int, float] | None = None
-    """The relay's REMB for the room (what most viewers take) and when it came."""
     started: bool = False
     closing: bool = False
-    reopening: bool = False
+    reopening: set[str] = field(default_factory=set)
     loss: dict[Kind, LossDetector] = field(default_factory=dict)
     keyframes: KeyframeRequests = field(default_factory=KeyframeRequests)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -96,23 +106,29 @@ class PublishSession:
     async def on_rtp(
         self, stream: ForwardedStream, packet: bytes, header: RtpHeader, start: bool
     ) -> None:
-        """The tap's callback: note gaps, NACK them, and send the packet down the pipe."""
+        """The tap's callback: note gaps, NACK them, and send the packet down every pipe."""
         loss = self.loss.get(stream.kind)
         if loss is None or stream.ssrc != header.ssrc:
             return
         missing = loss.on_packet(header.sequence, time.monotonic())
         if missing and self.tap is not None:
             self.spawn(self.tap.send_nack(stream.kind, missing))
-        if self.pipe is not None:
-            self.pipe.send_rtp(stream.kind, packet, header)
+        for link in self.links.values():
+            link.pipe.send_rtp(stream.kind, packet, header)
 
-    def on_feedback(self, kind: Kind, message: rtcp.RtcpMessage) -> None:
-        """The relay's PLI/FIR (to the publisher, rate-limited) or NACK (from our cache)."""
-        tap, pipe = self.tap, self.pipe
-        if tap is None or pipe is None:
+    def send_rtcp(self, data: bytes) -> None:
+        """The publisher's sender reports, to every relay."""
+        for link in self.links.values():
+            link.pipe.send_rtcp(data)
+
+    def on_feedback(self, target: str, kind: Kind, message: rtcp.RtcpMessage) -> None:
+        """A relay's PLI/FIR (to the publisher, rate-limited), NACK (from our cache, to that
+        relay) or REMB (what its viewers take)."""
+        tap, link = self.tap, self.links.get(target)
+        if tap is None or link is None:
             return
         if isinstance(message, rtcp.Remb):
-            self.viewers_bitrate = (message.bitrate, time.monotonic())
+            link.viewers_bitrate = (message.bitrate, time.monotonic())
             return
         if isinstance(message, rtcp.Nack):
             stream = tap.streams.get(kind)
@@ -124,11 +140,22 @@ class PublishSession:
                 if packet is None:
                     upstream.append(sequence)
                 else:
-                    pipe.send_rtp(kind, packet, rtp.header.parse(packet))
+                    link.pipe.send_rtp(kind, packet, rtp.header.parse(packet))
             if upstream:
                 self.spawn(tap.send_nack(kind, upstream))
         elif self.keyframes.should_forward(kind, time.monotonic()):
             self.spawn(tap.request_keyframe(kind))
+
+    def viewers_bitrate(self, now: float, fresh_s: float) -> int | None:
+        """The least any relay's viewers take, from REMBs no older than `fresh_s`."""
+        recent = [
+            rate
+            for rate, at in (
+                link.viewers_bitrate for link in self.links.values() if link.viewers_bitrate
+            )
+            if now - at <= fresh_s
+        ]
+        return min(recent, default=None)
 
     def spawn(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(work)
@@ -137,12 +164,12 @@ class PublishSession:
 
 
 class Publishers:
-    """This process's WHIP publishers, with a cap, and the relay their pipes go to."""
+    """This process's WHIP publishers, with a cap, and the relays their pipes go to."""
 
     def __init__(
         self,
         *,
-        relay: relay_grpc.RelayServiceStub,
+        relays: Relays,
         tokens: TokenAuthority,
         bus: EventBus,
         edge: str,
@@ -152,7 +179,7 @@ class Publishers:
         max_bitrate: int = 2_500_000,
         min_bitrate: int = 150_000,
     ) -> None:
-        self.relay = relay
+        self.relays = relays
         self.tokens = tokens
         self.bus = bus
         self.edge = edge
@@ -185,14 +212,14 @@ class Publishers:
         try:
             async with self._ice():
                 session.tap = await negotiate(answer_publisher(session.pc, offer, session.on_rtp))
-            await self._open_pipe(session)
+            await self._open_pipes(session)
         except BaseException:
             await session.pc.close()
             raise
         finally:
             self._joining -= 1
         for other in list(self.sessions.values()):
-            if other.key == session.key:  # taken over here: the relay has dropped its pipe
+            if other.key == session.key:  # taken over here: the relays dropped its pipes
                 self._spawn(self._end(other, StreamState.STREAM_STATE_FAILED, "taken over"))
         self.sessions[session.id] = session
         session.pc.on("connectionstatechange", lambda: self._on_state(session))
@@ -213,7 +240,30 @@ class Publishers:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _open_pipe(self, session: PublishSession) -> None:
+    async def _open_pipes(self, session: PublishSession) -> None:
+        """Open the room's pipe on every relay; Conflict if any has another publisher live,
+        the first refusal if none takes the stream."""
+        targets = await self.relays.targets()
+        if not targets:
+            raise Unavailable("no relay address resolves; try again", retry_after_s=2)
+        tap = session.tap
+        assert tap is not None
+        session.loss = {kind: LossDetector() for kind in tap.streams}
+        session.bitrate = self.max_bitrate
+        tap.on_sender_report = session.send_rtcp
+        results = await asyncio.gather(
+            *(self._open_pipe(session, target) for target in targets), return_exceptions=True
+        )
+        refusals = [r for r in results if isinstance(r, BaseException)]
+        decisive = [r for r in refusals if isinstance(r, Conflict | PermissionDenied)]
+        if decisive or len(refusals) == len(targets):
+            await self._close_pipes(session, ended=False)
+            raise (decisive or refusals)[0]
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("relay %s did not take %s: %s", target, session.key, result)
+
+    async def _open_pipe(self, session: PublishSession, target: str) -> None:
         tap = session.tap
         assert tap is not None
         caller = session.caller
@@ -225,44 +275,80 @@ class Publishers:
             streams=[_declare(stream) for stream in tap.streams.values()],
         )
         try:
-            reply = await self.relay.OpenPipe(request, metadata=self._credentials(session))
+            reply = await self.relays.stub(target).OpenPipe(
+                request, metadata=self._credentials(session)
+            )
         except grpc.aio.AioRpcError as exc:
             raise _refusal(exc) from None
-        old, session.pipe_id = session.pipe, reply.pipe_id
-        session.pipe = await PipeOut.open(
+        pipe = await PipeOut.open(
             (reply.host, reply.port),
-            session.on_feedback,
+            lambda kind, message: session.on_feedback(target, kind, message),
             lambda: self._spawn(self._end(session, StreamState.STREAM_STATE_FAILED, "taken over")),
-            on_refused=lambda: self._spawn(self._reopen(session)),
+            on_refused=lambda: self._spawn(self._reopen(session, target)),
         )
-        tap.on_sender_report = session.pipe.send_rtcp
-        if old is None:
-            session.loss = {kind: LossDetector() for kind in tap.streams}
-            session.bitrate = self.max_bitrate
-        else:
-            old.close()
+        old = session.links.get(target)
+        session.links[target] = RelayLink(target, pipe, reply.pipe_id)
+        if old is not None:
+            old.pipe.close()
+        if session.closing:  # ended while this pipe was opening
+            pipe.close()
 
-    async def _reopen(self, session: PublishSession) -> None:
-        """The relay's pipe port refuses our packets (ICMP port unreachable): the relay
-        restarted and lost the room. Open the pipe again, with backoff, for as long as the
-        publisher stays; the relay's viewers then ask for a keyframe and carry on."""
-        if session.reopening or session.closing:
+    async def _reopen(self, session: PublishSession, target: str) -> None:
+        """A relay's pipe port refuses our packets (ICMP port unreachable): that relay
+        restarted and lost the room. Open the pipe again, with backoff, while the publisher
+        stays and the relay is still one of ours; its viewers then get a keyframe."""
+        if target in session.reopening or session.closing:
             return
-        session.reopening = True
+        session.reopening.add(target)
         delay = 0.5
         try:
             while not session.closing:
                 await asyncio.sleep(delay)
+                if target not in await self.relays.targets():
+                    link = session.links.pop(target, None)
+                    if link is not None:
+                        link.pipe.close()
+                    return
                 try:
-                    await self._open_pipe(session)
+                    await self._open_pipe(session, target)
                 except Exception as exc:
-                    logger.warning("reopening the pipe of %s failed: %s", session.key, exc)
+                    logger.warning("reopening %s's pipe on %s failed: %s", session.key, target, exc)
                     delay = min(delay * 2, 10.0)
                     continue
-                logger.info("reopened the pipe of %s on the relay", session.key)
+                logger.info("reopened %s's pipe on relay %s", session.key, target)
                 return
         finally:
-            session.reopening = False
+            session.reopening.discard(target)
+
+    async def _sync_relays(self, session: PublishSession) -> None:
+        """Pipe the live room to relays that joined since; drop relays that left."""
+        targets = await self.relays.targets()
+        for target in targets:
+            if target not in session.links:
+                self._spawn(self._reopen(session, target))
+        for target in list(session.links):
+            if target not in targets:
+                session.links.pop(target).pipe.close()
+
+    async def _close_pipes(self, session: PublishSession, *, ended: bool) -> None:
+        links, session.links = list(session.links.values()), {}
+
+        async def close(link: RelayLink) -> None:
+            link.pipe.close()
+            request = relay_pb.ClosePipeRequest(
+                room_id=session.key.room, pipe_id=link.pipe_id, ended=ended
+            )
+            try:
+                await self.relays.stub(link.target).ClosePipe(
+                    request, metadata=self._credentials(session)
+                )
+            except grpc.aio.AioRpcError as exc:
+                # The relay notices a silent pipe by itself; the room is not stuck.
+                logger.warning(
+                    "closing %s's pipe on %s failed: %s", session.key, link.target, exc.details()
+                )
+
+        await asyncio.gather(*(close(link) for link in links))
 
     def _credentials(self, session: PublishSession) -> tuple[tuple[str, str], ...]:
         # Our own short token for the publisher's rights: theirs may expire mid-stream.
@@ -297,17 +383,12 @@ class Publishers:
             return
         session.closing = True
         self.sessions.pop(session.id, None)
-        if session.pipe is not None:
-            session.pipe.close()
-            if reason != "taken over":
-                request = relay_pb.ClosePipeRequest(
-                    room_id=session.key.room, pipe_id=session.pipe_id, ended=ended
-                )
-                try:
-                    await self.relay.ClosePipe(request, metadata=self._credentials(session))
-                except grpc.aio.AioRpcError as exc:
-                    # The relay notices a silent pipe by itself; the room is not stuck.
-                    logger.warning("closing the pipe of %s failed: %s", session.key, exc.details())
+        if reason == "taken over":  # the relays have let go of our pipes already
+            for link in session.links.values():
+                link.pipe.close()
+            session.links = {}
+        else:
+            await self._close_pipes(session, ended=ended)
         for task in list(session.tasks):
             task.cancel()
         await session.pc.close()
@@ -334,7 +415,7 @@ class Publishers:
 
     async def _feedback_loop(self, session: PublishSession) -> None:
         """NACK again what is still missing; send REMB from the loss-based estimate."""
-        next_remb = 0.0
+        next_remb = next_sync = 0.0
         gaps = received = 0
         while True:
             await asyncio.sleep(_FEEDBACK_EVERY_S)
@@ -345,6 +426,10 @@ class Publishers:
                 again = loss.due(now)
                 if again:
                     await tap.send_nack(kind, again)
+            if now >= next_sync:
+                next_sync = now + _SYNC_RELAYS_EVERY_S
+                if next_remb:  # not on the first round: the pipes were just opened
+                    await self._sync_relays(session)
             if now < next_remb:
                 continue
             next_remb = now + _REMB_EVERY_S
@@ -359,10 +444,10 @@ class Publishers:
     def _allowed(self, session: PublishSession, now: float) -> int:
         """The publisher's REMB: its own link's estimate, capped by what the room's viewers
         take (the relay's REMB, if recent)."""
-        viewers = session.viewers_bitrate
-        if viewers is None or now - viewers[1] > _VIEWERS_REMB_FRESH_S:
+        viewers = session.viewers_bitrate(now, _VIEWERS_REMB_FRESH_S)
+        if viewers is None:
             return session.bitrate
-        return max(self.min_bitrate, min(session.bitrate, viewers[0]))
+        return max(self.min_bitrate, min(session.bitrate, viewers))
 
     def _estimate(self, bitrate: int, gaps: int, received: int) -> int:
         lost = gaps / (gaps + received)

@@ -13,7 +13,8 @@ class IngestSettings(ServiceSettings):
     grpc_port: int = 50052
 
     relay_grpc_address: str = "127.0.0.1:50053"
-    """The relay (host:port of its gRPC) that ingest opens each room's RTP pipe on."""
+    """The relays (gRPC ``host:port``, comma-separated; a name resolving to several
+    addresses, such as a headless Service, means all of them) each room is piped to."""
     edge: str = "local"
     """This edge's id (e.g. ``sea-1``), named in stream lifecycle events."""
     max_publishers: int = Field(default=50, ge=0)

@@ -435,3 +435,58 @@ async def test_a_restarted_relay_gets_the_room_back_from_ingest(
             await until(after.has(video=10), "a viewer after the restart", timeout_s=30)
     finally:
         relay.stop()
+
+
+async def test_each_room_is_piped_to_every_relay_even_one_that_starts_later(
+    http: httpx.AsyncClient, peers: list[Publisher | Viewer]
+) -> None:
+    room = "everywhere"
+
+    def relay_env() -> dict[str, str]:
+        return {
+            "LIVECART_BUS": "memory",
+            "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+            "LIVECART_HTTP_PORT": str(free_port()),
+            "LIVECART_GRPC_PORT": str(free_port()),
+        }
+
+    first, late_env = ServiceProcess("livecart_relay", relay_env()).start(), relay_env()
+    relays = [first, ServiceProcess("livecart_relay", relay_env()).start()]
+    addresses = [f"127.0.0.1:{r.grpc_port}" for r in relays]
+    addresses.append(f"127.0.0.1:{late_env['LIVECART_GRPC_PORT']}")  # not up yet
+    ingest_env = {
+        "LIVECART_BUS": "memory",
+        "LIVECART_RELAY_GRPC_ADDRESS": ",".join(addresses),
+        "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+    }
+    try:
+        with ServiceProcess("livecart_ingest", ingest_env) as ingest:
+            publisher, response = await go_live(http, ingest, room, publish_token(room))
+            peers.append(publisher)
+            assert response.status_code == 201, response.text
+            relays.append(ServiceProcess("livecart_relay", late_env).start())
+            viewers = []
+            for relay in relays:
+                viewer = Viewer()
+                peers.append(viewer)
+                for _ in range(60):  # the late relay gets the room within a sync round
+                    answer = await viewer.post(http, f"{relay.url}/whep/{room}", play_token(room))
+                    if answer.status_code == 201:
+                        break
+                    assert answer.status_code == 404, answer.text
+                    viewer = Viewer()
+                    peers.append(viewer)
+                    await asyncio.sleep(0.5)
+                viewers.append(viewer)
+            for viewer in viewers:
+                await until(viewer.has(video=10), "a viewer on each relay", timeout_s=30)
+
+            ended = await http.delete(
+                ingest.url + response.headers["location"], headers=bearer(publish_token(room))
+            )
+            assert ended.status_code == 204
+            for viewer in viewers:  # the stream ended on every relay
+                await until(lambda v=viewer: v.pc.connectionState == "closed", "viewers closed")  # type: ignore[misc]
+    finally:
+        for relay in relays:
+            relay.stop()
