@@ -152,7 +152,7 @@ def pinned_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
         aioice.ice.get_host_addresses = original
 
 
-class PlaceholderTrack(MediaStreamTrack):
+class IdleTrack(MediaStreamTrack):
     """A track that never produces a frame.
 
     aiortc answers sendonly only for a transceiver with a track, and its sender pulls
@@ -422,7 +422,7 @@ async def answer_subscriber(
         codecs = [] if stream is None or taken else _one_codec(transceiver._codecs, (stream.mime,))
         if stream is not None and codecs:
             transceiver._codecs = codecs
-            transceiver.sender.replaceTrack(PlaceholderTrack(stream.kind))
+            transceiver.sender.replaceTrack(IdleTrack(stream.kind))
             transceiver.direction = "sendonly"
             wanted.append((transceiver, stream))
         else:
