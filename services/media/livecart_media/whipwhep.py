@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 
 from aiortc import RTCSessionDescription
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -175,11 +176,25 @@ def session_routes(
     return router
 
 
+SHARED_SCRIPT = "/static/livecart-whipwhep.js"
+
+
 def install_room_page(app: FastAPI, prefix: str, page: bytes, summary: str) -> None:
-    """Serve `page` (a publisher's or viewer's HTML page) at ``GET {prefix}/{room}``.
+    """Serve `page` (a publisher's or viewer's HTML page) at ``GET {prefix}/{room}``, and the
+    script the pages share at `SHARED_SCRIPT`.
 
     The page reads its token from its own URL, so it is never cached by shared caches and
     never sent on as a Referer."""
+    if not any(getattr(route, "path", None) == SHARED_SCRIPT for route in app.routes):
+        script = (files("livecart_media") / "static" / "whipwhep.js").read_bytes()
+
+        @app.get(SHARED_SCRIPT, include_in_schema=False)
+        async def shared_script() -> Response:
+            return Response(
+                script,
+                media_type="text/javascript",
+                headers={"Cache-Control": "public, max-age=300"},
+            )
 
     @app.get(f"{prefix}/{{room}}", response_class=HTMLResponse, summary=summary)
     async def room_page(room: str) -> HTMLResponse:
