@@ -63,6 +63,7 @@ from typing import Any, cast
 import httpx
 import jwt
 import uvloop
+from procstat import cpu_seconds, process_tree
 
 TENANT = "bench"
 CENTRIFUGO_NAMESPACE = "chat"
@@ -621,26 +622,6 @@ async def sender_process(spec: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Servers: each side started fresh for a run, measured from /proc
 # ---------------------------------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, i = [pid], 0
-    while i < len(pids):
-        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                pids.extend(int(p) for p in task.read_text().split())
-        i += 1
-    return pids
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children still running, from /proc."""
-    total = 0
-    for p in process_tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

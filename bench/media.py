@@ -91,6 +91,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.codecs.h264 import H264Encoder
+from procstat import cpu_seconds
 
 from livecart.relay.v1 import relay_service_pb2 as pb
 from livecart.relay.v1 import relay_service_pb2_grpc as pb_grpc
@@ -476,27 +477,6 @@ async def first_frame_ms(http: httpx.AsyncClient, target: Target) -> float:
 # ---------------------------------------------------------------------------------------------
 # Servers, each measured from /proc
 # ---------------------------------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, i = [pid], 0
-    while i < len(pids):
-        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                pids.extend(int(p) for p in task.read_text().split())
-        i += 1
-    return pids
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads, and its children still running
-    (the relay's forwarding workers with ``--relay-workers``), from /proc."""
-    total = 0
-    for p in process_tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Relay:

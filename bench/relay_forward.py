@@ -29,30 +29,12 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
-from av import VideoFrame
 
 from livecart_media import webrtc
 from livecart_media.rtp.cache import KeyframeRequests
 from livecart_media.rtp.header import RtpHeader
-
-
-class MovingPicture(VideoStreamTrack):
-    def __init__(self) -> None:
-        super().__init__()
-        self._count = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame(640, 360, "yuv420p")
-        luma, *chroma = frame.planes
-        luma.update(os.urandom(luma.line_size * luma.height))  # noise: the full bitrate
-        for plane in chroma:
-            plane.update(b"\x80" * plane.line_size * plane.height)
-        self._count += 1
-        frame.pts, frame.time_base = pts, time_base
-        return frame
+from livecart_media.testing import MovingPicture
 
 
 def peer() -> RTCPeerConnection:
@@ -129,7 +111,7 @@ async def run(subscribers: int, seconds: float) -> tuple[float, int, int, float,
     process.start()
     loop = asyncio.get_running_loop()
     publisher = peer()
-    publisher.addTrack(MovingPicture())
+    publisher.addTrack(MovingPicture(640, 360))  # noise: the full bitrate
     publisher.addTrack(AudioStreamTrack())
     await publisher.setLocalDescription(await publisher.createOffer())
     conn.send(publisher.localDescription.sdp)

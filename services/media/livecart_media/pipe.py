@@ -303,9 +303,4 @@ class PipeIn(_Endpoint):
         for message in messages:
             if isinstance(message, rtcp.SenderReport):
                 for stream in self.routes.values():
-                    if stream.ssrc == message.ssrc:
-                        stream.sender_report = (
-                            message.ntp_timestamp,
-                            message.rtp_timestamp,
-                            time.monotonic(),
-                        )
+                    stream.note_sender_report(message)

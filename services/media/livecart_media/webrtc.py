@@ -220,6 +220,11 @@ class ForwardedStream:
                 self.keyframe_timestamp = header.timestamp
         return start
 
+    def note_sender_report(self, report: rtcp.SenderReport) -> None:
+        """Keep the publisher's clock mapping if `report` is about this stream's SSRC."""
+        if report.ssrc == self.ssrc:
+            self.sender_report = (report.ntp_timestamp, report.rtp_timestamp, time.monotonic())
+
     def is_keyframe_start(self, packet: bytes, header: RtpHeader) -> bool:
         """Whether a subscriber can start on this packet (on any audio packet)."""
         if self.kind == "audio":
@@ -367,12 +372,7 @@ class ReceiveTap:
                 if isinstance(message, rtcp.SenderReport):
                     reported = True
                     for stream in self.streams.values():
-                        if stream.ssrc == message.ssrc:
-                            stream.sender_report = (
-                                message.ntp_timestamp,
-                                message.rtp_timestamp,
-                                time.monotonic(),
-                            )
+                        stream.note_sender_report(message)
             if reported and self.on_sender_report is not None:
                 self.on_sender_report(data)
             await aiortc_rtcp(data)  # aiortc still handles BYE (it stops the idle decoder)
