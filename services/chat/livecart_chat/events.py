@@ -8,7 +8,6 @@ can mean "nothing yet").
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1.chat_pb2 import ChatEvent, Comment, Likes, Moderation, SystemEvent
+from livecart_core import rules
 
 TOPIC = "chat.messages"
-# A room id, in URLs, keys and every API: 1 to 200 of these characters.
-ROOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+ROOM_ID = rules.ROOM_ID
 
 
 def room_key(tenant: str, room: str) -> str:

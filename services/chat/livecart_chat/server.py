@@ -28,7 +28,7 @@ from livecart_chat.node import ChatNode
 from livecart_chat.rooms import Room, Viewer, close, text_frame, write
 from livecart_chat.settings import ChatSettings
 from livecart_core.auth import Principal, TokenAuthority
-from livecart_core.errors import Unauthenticated
+from livecart_core.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger("livecart.chat.server")
 
@@ -321,8 +321,10 @@ def _user(message: dict[str, Any]) -> str:
 def _refusal(caller: Principal, room: str) -> str | None:
     if "play" not in caller.scopes:
         return "the token does not have the 'play' scope"
-    if caller.room is not None and caller.room != room:
-        return f"the token is for room {caller.room!r}, not {room!r}"
+    try:
+        caller.require_room(room)
+    except PermissionDenied as exc:
+        return str(exc)
     return None
 
 

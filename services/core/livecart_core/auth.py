@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from livecart_core.errors import PermissionDenied, Unauthenticated
+from livecart_core.rules import ROOM_ID, room_id, text_problem
 
 ISSUER = "livecart"
 ALGORITHM = "HS256"
@@ -35,6 +36,12 @@ class Principal:
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
             raise PermissionDenied(f"this token does not grant {scope!r}")
+
+    def require_room(self, room: str) -> None:
+        """Refuse a room-bound token outside its room (the one rule for every room-scoped
+        endpoint: REST, gRPC, WebSocket, WHIP/WHEP, the pipe)."""
+        if self.room is not None and self.room != room:
+            raise PermissionDenied(f"this token is for room {self.room!r}, not {room!r}")
 
 
 class TokenAuthority:
@@ -87,11 +94,20 @@ class TokenAuthority:
             raise Unauthenticated("the token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
+        for claim in ("tenant", "sub", "scope", "room"):
+            if claim in claims and not isinstance(claims[claim], str):
+                raise Unauthenticated(f"invalid token: the {claim!r} claim must be a string")
+        for claim in ("tenant", "sub"):
+            if not claims[claim] or text_problem(claims[claim]):
+                raise Unauthenticated(f"invalid token: the {claim!r} claim is not a usable name")
+        room = claims.get("room")
+        if room is not None and not ROOM_ID.match(room):
+            raise Unauthenticated("invalid token: the 'room' claim is not a room id")
         return Principal(
-            tenant_id=str(claims["tenant"]),
-            subject=str(claims["sub"]),
-            scopes=frozenset(str(claims.get("scope", "")).split()),
-            room=str(claims["room"]) if "room" in claims else None,
+            tenant_id=claims["tenant"],
+            subject=claims["sub"],
+            scopes=frozenset(claims.get("scope", "").split()),
+            room=room,
         )
 
 
@@ -105,18 +121,37 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def grpc_principal(
-    authority: TokenAuthority, metadata: Iterable[tuple[str, str | bytes]] | None, scope: str
+    authority: TokenAuthority,
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+    scope: str,
+    *,
+    room: str | None = None,
 ) -> Principal:
-    """The caller of a gRPC method, from its ``authorization`` metadata, holding ``scope``.
+    """The caller of a gRPC method, from its ``authorization`` (or ``authorization-bin``)
+    metadata, holding ``scope`` and, for a room-scoped method, allowed in ``room``.
 
-    Raises Unauthenticated or PermissionDenied, which the server interceptor turns into
-    UNAUTHENTICATED and PERMISSION_DENIED.
+    Raises InvalidArgument (a malformed room id), Unauthenticated or PermissionDenied, which the
+    server interceptor turns into INVALID_ARGUMENT, UNAUTHENTICATED and PERMISSION_DENIED.
     """
-    header = next((v for k, v in (metadata or ()) if k == "authorization"), None)
-    token = header.decode() if isinstance(header, bytes) else header
+    header = next((v for k, v in (metadata or ()) if k in _AUTH_METADATA), None)
+    if isinstance(header, bytes):
+        try:
+            token: str | None = header.decode()
+        except UnicodeDecodeError:
+            raise Unauthenticated("the authorization metadata is not UTF-8 text") from None
+    else:
+        token = header
+    if room is not None:
+        room_id(room)
     caller = authority.verify(bearer_token(token))
     caller.require(scope)
+    if room is not None:
+        caller.require_room(room)
     return caller
+
+
+_AUTH_METADATA = ("authorization", "authorization-bin")
+_ROOM_PARAMS = ("room_id", "room")
 
 
 # Declares the bearer scheme in OpenAPI (the Authorize button of /docs); errors are ours.
@@ -124,7 +159,11 @@ _BEARER = Depends(HTTPBearer(auto_error=False, description="a Livecart access to
 
 
 def require(authority: TokenAuthority, scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the caller's principal, holding ``scope``."""
+    """A FastAPI dependency: the caller's principal, holding ``scope``.
+
+    On a route with a ``{room_id}`` (or ``{room}``) path parameter the principal must also be
+    allowed in that room: a room-bound token is refused in every other room, whatever the route.
+    """
 
     async def principal(
         request: Request, credentials: HTTPAuthorizationCredentials | None = _BEARER
@@ -136,6 +175,10 @@ def require(authority: TokenAuthority, scope: str) -> Callable[..., Awaitable[Pr
         )
         caller = authority.verify(token)
         caller.require(scope)
+        for name in _ROOM_PARAMS:
+            room = request.path_params.get(name)
+            if isinstance(room, str):
+                caller.require_room(room)
         return caller
 
     return principal

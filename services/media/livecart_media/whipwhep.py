@@ -8,7 +8,6 @@ drift apart.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -18,13 +17,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
+from livecart_core import rules
 from livecart_core.auth import Principal, TokenAuthority, require
-from livecart_core.errors import InvalidArgument, PermissionDenied
+from livecart_core.errors import InvalidArgument
 from livecart_media.errors import OverCapacity, PayloadTooLarge
 
 SDP = "application/sdp"
 MAX_SDP_BYTES = 64 * 1024
-ROOM_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 SESSION_ALLOW = "DELETE, OPTIONS"
 ENDPOINT_ALLOW = "POST, OPTIONS"
 
@@ -60,10 +59,7 @@ class RoomKey:
 
 def room_key(caller: Principal, room: str) -> RoomKey:
     """The caller's room `room`, if it is a valid room id the caller's token may use."""
-    if not ROOM_ID.match(room):
-        raise InvalidArgument("a room id is 1 to 200 of A-Z a-z 0-9 . _ : -")
-    if caller.room is not None and caller.room != room:
-        raise PermissionDenied(f"this token is for room {caller.room!r}, not {room!r}")
+    caller.require_room(rules.room_id(room, "the room id"))
     return RoomKey(caller.tenant_id, room)
 
 
@@ -198,8 +194,7 @@ def install_room_page(app: FastAPI, prefix: str, page: bytes, summary: str) -> N
 
     @app.get(f"{prefix}/{{room}}", response_class=HTMLResponse, summary=summary)
     async def room_page(room: str) -> HTMLResponse:
-        if not ROOM_ID.match(room):
-            raise InvalidArgument("a room id is 1 to 200 of A-Z a-z 0-9 . _ : -")
+        rules.room_id(room, "the room id")
         return HTMLResponse(
             page, headers={"Cache-Control": "private, no-cache", "Referrer-Policy": "no-referrer"}
         )

@@ -1,0 +1,77 @@
+"""Input rules every service shares: what a room id is, what text may hold, how large an integer
+may be. Routes and servicers name these types instead of writing their own patterns, so one
+class of bad input ends in one place (the HTTP and gRPC boundaries apply the text rule to every
+string before a handler runs)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from livecart_core.errors import InvalidArgument
+
+# A room id, in URLs, Kafka keys and every API: 1 to 200 of these characters.
+ROOM_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
+ROOM_ID = re.compile(ROOM_ID_PATTERN)
+ROOM_ID_RULE = "1 to 200 of [A-Za-z0-9._:-]"
+RoomId = Annotated[str, StringConstraints(pattern=ROOM_ID_PATTERN)]
+
+# Integer ranges of the columns and wire types behind them; every integer field names one.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+# Money in minor units: below 2^53, so a JSON client in any language reads it exactly, and a
+# sum of up to 1,000 of them still fits a bigint.
+MONEY_MAX = 2**53 - 1
+Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Seq = Annotated[int, Field(ge=0, le=INT64_MAX)]
+MinorUnits = Annotated[int, Field(ge=0, le=MONEY_MAX)]
+
+# NUL ends strings in C and Postgres text; a lone surrogate cannot be encoded as UTF-8.
+_BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+MAX_JSON_DEPTH = 32
+
+
+def room_id(value: str, field: str = "room_id") -> str:
+    """``value`` when it is a room id; InvalidArgument naming ``field`` otherwise."""
+    if not ROOM_ID.match(value):
+        raise InvalidArgument(f"{field} is {ROOM_ID_RULE}")
+    return value
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored or sent on (NUL, a lone surrogate); None when it can."""
+    bad = _BAD_TEXT.search(value)
+    if bad is None:
+        return None
+    char = bad.group()
+    return "NUL characters are not allowed" if char == "\x00" else "lone surrogates are not text"
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a decoded JSON value cannot be stored or sent to browsers (a non-finite number, bad
+    text in a key or string, nesting past ``max_depth``); None when it can. Iterative, so a
+    deeply nested value cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                return problem
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "NaN and Infinity are not JSON numbers"
+        elif isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    stack.append((key, depth))
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
