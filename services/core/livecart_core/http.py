@@ -4,9 +4,10 @@ server that runs inside the service's event loop (several can share one loop in 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -15,11 +16,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from livecart_core.boundary import ERROR_CODES, BoundaryMiddleware, Limits
 from livecart_core.errors import ServiceError, StartupError
 from livecart_core.health import Readiness
 from livecart_core.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from livecart_core.openapi import document_errors
+from livecart_core.rules import json_problem, text_problem
 
 _UNTRACED = {"/healthz", "/readyz", "/metrics"}
 
@@ -57,8 +62,12 @@ class MetricsMiddleware:
             HTTP_SECONDS.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
-def create_http_app(service: str, readiness: Readiness, **fastapi_args: Any) -> FastAPI:
-    """A FastAPI app with the endpoints every service has; add routes to it."""
+def create_http_app(
+    service: str, readiness: Readiness, *, limits: Limits | None = None, **fastapi_args: Any
+) -> FastAPI:
+    """A FastAPI app with the endpoints every service has, behind the shared boundary
+    (:mod:`livecart_core.boundary`); add routes to it."""
+    limits = limits or Limits()
     app = FastAPI(
         title=f"Livecart {service}",
         telemetry={
@@ -67,19 +76,34 @@ def create_http_app(service: str, readiness: Readiness, **fastapi_args: Any) -> 
         },
         **fastapi_args,
     )
+    app.add_middleware(BoundaryMiddleware, limits=limits)
     app.add_middleware(MetricsMiddleware, service=service)
+    document_errors(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = jsonable_encoder(exc.errors())
         return JSONResponse(
-            {"error": "invalid_argument", "message": "request validation failed", "detail": detail},
+            {
+                "error": "invalid_argument",
+                "message": "request validation failed",
+                "detail": validation_detail(exc.errors()),
+            },
             status_code=422,
         )
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Routing (404, 405), body limits (413) and the boundary (400, 408) answer with the
+        # same error body as the services' own refusals.
+        message = exc.detail if isinstance(exc.detail, str) else "the request was refused"
+        code = ERROR_CODES.get(exc.status_code, "refused")
+        return JSONResponse(
+            {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
@@ -98,6 +122,30 @@ def create_http_app(service: str, readiness: Readiness, **fastapi_args: Any) -> 
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors as JSON that always encodes: the rejected input is kept only when it
+    is itself valid, short JSON (a NaN or a lone surrogate in it must not break the answer)."""
+    detail: list[dict[str, Any]] = []
+    for error in errors:
+        item: dict[str, Any] = {
+            "type": _printable(str(error.get("type", "invalid"))),
+            "loc": [p if isinstance(p, int) else _printable(str(p)) for p in error.get("loc", ())],
+            "msg": _printable(str(error.get("msg", ""))),
+        }
+        try:
+            value = jsonable_encoder(error.get("input"))
+            if json_problem(value) is None and len(json.dumps(value, allow_nan=False)) <= 256:
+                item["input"] = value
+        except (TypeError, ValueError, RecursionError):
+            pass  # the input is left out; loc and msg say what was wrong
+        detail.append(item)
+    return detail
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode() if text_problem(text) else text
 
 
 class _Server(uvicorn.Server):

@@ -1,0 +1,87 @@
+"""The served OpenAPI says what the service answers: every operation lists the refusals the
+shared runtime can give it (the boundary's 400/414/431, body limits and stalls, bad tokens,
+unknown ids), all with the one error body. A route declares its own outcomes (409, 429, 503,
+...) with ``responses=``, using :data:`ERROR_BODY`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """The body of every refusal."""
+
+    error: str = Field(description="a stable, machine-readable code such as 'not_found'")
+    message: str = Field(description="what was wrong, for a person")
+    detail: list[dict[str, Any]] | None = Field(
+        default=None, description="validation errors: where (loc), what (type, msg)"
+    )
+
+
+ERROR_BODY: dict[str, Any] = {"model": ErrorBody}
+
+_ANY = {
+    "400": "The request breaks an input rule (text, numbers, ids)",
+    "414": "The URL is too long",
+    "431": "Too many or too large request headers",
+}
+_WITH_BODY = {
+    "408": "The request body did not arrive in time",
+    "413": "The request body is too large",
+}
+_WITH_PARAMETERS = {"422": "The request does not match the schema"}
+_SECURED = {
+    "401": "No valid access token",
+    "403": "The token lacks the scope, or is bound to another room or tenant",
+}
+_WITH_PATH = {"404": "No such resource for this tenant"}
+_REF = "#/components/schemas/ErrorBody"
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make ``app.openapi()`` list the runtime's refusals on every operation."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            _patch(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _patch(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["ErrorBody"] = error_schema
+    # FastAPI's own 422 model is not what the runtime answers: point it at the error body.
+    if "HTTPValidationError" in components:
+        components["HTTPValidationError"] = {"$ref": _REF}
+    for path in schema.get("paths", {}).values():
+        for method, operation in path.items():
+            if method in ("parameters", "servers", "summary", "description"):
+                continue
+            responses = operation.setdefault("responses", {})
+            codes = dict(_ANY)
+            parameters = operation.get("parameters", [])
+            if "requestBody" in operation:
+                codes |= _WITH_BODY | _WITH_PARAMETERS
+            if parameters:
+                codes |= _WITH_PARAMETERS
+            if operation.get("security"):
+                codes |= _SECURED
+            if any(p.get("in") == "path" for p in parameters):
+                codes |= _WITH_PATH
+            for code, description in codes.items():
+                responses.setdefault(
+                    code,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": _REF}}},
+                    },
+                )
