@@ -7,23 +7,87 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
-from livecart_core.errors import ServiceError, StartupError
+from livecart_core.errors import InvalidArgument, ServiceError, StartupError
 from livecart_core.health import Readiness
 from livecart_core.metrics import GRPC_HANDLED, GRPC_SECONDS
+from livecart_core.rules import text_problem
 from livecart_core.telemetry import extract_context, inject_metadata, tracer
 
 DEFAULT_DEADLINE_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """What the checked deserializer hands a method for a request it refuses."""
+
+    reason: str
+
+
+def _checked(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserialize``, turning corrupt bytes and text that cannot be stored (NUL in any string
+    field) into a refusal the method answers with INVALID_ARGUMENT (gRPC itself would answer
+    UNKNOWN, or the database would fail later)."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            message = deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, whatever the message type
+            return _Refused(f"the request is not a valid message: {exc}")
+        problem = message_problem(message) if isinstance(message, Message) else None
+        return _Refused(problem) if problem else message
+
+    return parse
+
+
+def message_problem(message: Message) -> str | None:
+    """Why a decoded message holds text that cannot be stored (livecart_core.rules); None when
+    it holds none. Walks nested, repeated and map fields."""
+    stack: list[tuple[str, Message]] = [("", message)]
+    while stack:
+        prefix, item = stack.pop()
+        for field, value in item.ListFields():
+            name = prefix + field.name
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                entries = list(value.items())
+                texts = [k for k, _ in entries if isinstance(k, str)]
+                texts += [v for _, v in entries if isinstance(v, str)]
+                stack.extend((f"{name}.", v) for _, v in entries if isinstance(v, Message))
+            elif field.is_repeated:
+                texts = [v for v in value if isinstance(v, str)]
+                stack.extend((f"{name}.", v) for v in value if isinstance(v, Message))
+            elif isinstance(value, Message):
+                stack.append((f"{name}.", value))
+                continue
+            else:
+                texts = [value] if isinstance(value, str) else []
+            for text in texts:
+                problem = text_problem(text)
+                if problem:
+                    return f"{name}: {problem}"
+    return None
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Refused):
+            raise InvalidArgument(request.reason)
+        yield request
+
+
 class _ServerTelemetry(grpc.aio.ServerInterceptor):
-    """A server span continuing the caller's trace, and call metrics, for every method."""
+    """A server span continuing the caller's trace, and call metrics, for every method; and
+    the request boundary: corrupt or unstorable requests are INVALID_ARGUMENT."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -74,6 +138,10 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
 
             async def behaviour(request: Any, context: Any) -> Any:
                 with observed(context):
+                    if isinstance(request, _Refused):
+                        raise InvalidArgument(request.reason)
+                    if handler.stream_unary:
+                        request = _checked_stream(request)
                     return await inner(request, context)
                 return None  # a ServiceError was turned into the call's status
 
@@ -87,6 +155,10 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
 
             async def behaviour(request: Any, context: Any) -> Any:  # type: ignore[misc]
                 with observed(context):
+                    if isinstance(request, _Refused):
+                        raise InvalidArgument(request.reason)
+                    if handler.stream_stream:
+                        request = _checked_stream(request)
                     async for item in inner(request, context):
                         yield item
 
@@ -97,7 +169,7 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
             )
         return factory(
             behaviour,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_checked(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

@@ -61,10 +61,16 @@ def inject_metadata() -> list[tuple[str, str]]:
 def extract_context(
     headers: Iterable[tuple[str, bytes | str]] | Mapping[str, str] | None,
 ) -> otel_context.Context:
-    """A context whose parent is the span named in ``headers`` (bytes or str values)."""
+    """A context whose parent is the span named in ``headers`` (bytes or str values); values
+    that are not text (binary metadata, a stranger's Kafka headers) are not trace context."""
     carrier: dict[str, str] = {}
     if headers:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for key, value in items:
-            carrier[key.lower()] = value.decode() if isinstance(value, bytes) else value
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode()
+                except UnicodeDecodeError:
+                    continue
+            carrier[key.lower()] = value
     return propagate.extract(carrier)
