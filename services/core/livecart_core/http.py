@@ -16,7 +16,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecart_core.boundary import ERROR_CODES, BoundaryMiddleware, Limits
@@ -101,15 +103,24 @@ def create_http_app(
         # same error body as the services' own refusals.
         message = exc.detail if isinstance(exc.detail, str) else "the request was refused"
         code = ERROR_CODES.get(exc.status_code, "refused")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return JSONResponse(
-            {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+            {"error": code, "message": message}, status_code=exc.status_code, headers=headers
         )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency answers")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: every dependency answers",
+        responses={503: {"model": NotReady, "description": "A dependency does not answer"}},
+    )
     async def readyz() -> JSONResponse:
         failures = await readiness.check()
         body = {"status": "ready" if not failures else "not_ready", "service": service}
@@ -117,11 +128,34 @@ def create_http_app(
             body["failing"] = failures  # type: ignore[assignment]
         return JSONResponse(body, status_code=200 if not failures else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class NotReady(BaseModel):
+    status: str
+    service: str
+    failing: dict[str, str] = Field(description="each dependency that does not answer: why")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, BaseRoute) and getattr(route, "methods", None):
+            match, _ = route.matches({**scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= set(route.methods)  # type: ignore[attr-defined]
+    return sorted(methods)
 
 
 def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
