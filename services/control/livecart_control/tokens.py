@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, StringConstraints
 
 from livecart_core.auth import Principal, TokenAuthority, require
+from livecart_core.rules import RoomId
 
 ISSUE = "tokens:issue"
 MAX_TTL_S = 24 * 3600
 Scope = Literal["publish", "publish:takeover", "play", "chat"]
-RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")]
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
@@ -49,6 +49,7 @@ def token_routes(tokens: TokenAuthority) -> APIRouter:
 
     @router.post("/tokens", status_code=201, summary="Issue a room-bound publish/play token")
     async def issue(body: TokenRequest, caller: Principal = issuer) -> IssuedToken:
+        caller.require_room(body.room)  # a room-bound issuer issues for its own room only
         scopes: list[str] = sorted(set(body.scopes))
         token = tokens.issue(
             caller.tenant_id, body.subject, scopes, room=body.room, ttl_s=body.ttl_s

@@ -100,3 +100,27 @@ async def test_only_a_backend_credential_may_issue(control: httpx.AsyncClient) -
         "x", "y", ("tokens:issue",)
     )
     assert (await control.post("/v1/tokens", json=body, headers=bearer(other))).status_code == 401
+
+
+async def test_a_room_bound_issuer_issues_for_its_own_room_only(
+    control: httpx.AsyncClient,
+) -> None:
+    issuer = TOKENS.issue("shop-1", "room-bot", ("tokens:issue",), room="room-a")
+    own = {"room": "room-a", "subject": "viewer-1", "scopes": ["play"]}
+    assert (await control.post("/v1/tokens", json=own, headers=bearer(issuer))).status_code == 201
+    other = {"room": "room-b", "subject": "viewer-1", "scopes": ["play"]}
+    refused = await control.post("/v1/tokens", json=other, headers=bearer(issuer))
+    assert refused.status_code == 403
+    assert "room-a" in refused.json()["message"]
+
+
+async def test_claims_of_the_wrong_type_are_refused(control: httpx.AsyncClient) -> None:
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": "livecart", "sub": "x", "scope": "tokens:issue", "iat": now, "exp": now + 60}
+    for tenant in (["a", "b"], 7, {"t": 1}, ""):
+        forged = jwt.encode({**claims, "tenant": tenant}, TEST_AUTH_SECRET, algorithm="HS256")
+        body = {"room": "r", "subject": "s", "scopes": ["play"]}
+        answer = await control.post("/v1/tokens", json=body, headers=bearer(forged))
+        assert answer.status_code == 401, (tenant, answer.text)
