@@ -9,7 +9,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from livecart_core.errors import InvalidArgument
 
@@ -25,10 +25,21 @@ INT64_MAX = 2**63 - 1
 # Money in minor units: below 2^53, so a JSON client in any language reads it exactly, and a
 # sum of up to 1,000 of them still fits a bigint.
 MONEY_MAX = 2**53 - 1
-Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
-Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
-Seq = Annotated[int, Field(ge=0, le=INT64_MAX)]
-MinorUnits = Annotated[int, Field(ge=0, le=MONEY_MAX)]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    # Pydantic's lax mode reads JSON true/false as 1/0; the schema says integer.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an integer")
+    return value
+
+
+_INTEGER = BeforeValidator(_not_a_boolean)
+# The validator after the bounds: before them, pydantic leaves the bounds out of the schema.
+Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX), _INTEGER]
+Count = Annotated[int, Field(ge=0, le=INT32_MAX), _INTEGER]
+Seq = Annotated[int, Field(ge=0, le=INT64_MAX), _INTEGER]
+MinorUnits = Annotated[int, Field(ge=0, le=MONEY_MAX), _INTEGER]
 
 # NUL ends strings in C and Postgres text; a lone surrogate cannot be encoded as UTF-8.
 _BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")

@@ -204,3 +204,19 @@ async def test_the_openapi_lists_the_boundarys_answers(client: httpx.AsyncClient
     assert "413" not in search and "422" in search
     error = schema["components"]["schemas"]["ErrorBody"]
     assert set(error["required"]) == {"error", "message"}
+
+
+def test_bounded_integers_refuse_booleans_and_show_their_bounds() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from livecart_core.rules import INT32_MAX, Count
+
+    class Stock(BaseModel):
+        units: Count
+
+    assert Stock(units=3).units == 3
+    for bad in (True, False, -1, INT32_MAX + 1):
+        with pytest.raises(ValidationError):
+            Stock(units=bad)
+    schema = Stock.model_json_schema()["properties"]["units"]
+    assert (schema["minimum"], schema["maximum"]) == (0, INT32_MAX)
