@@ -29,6 +29,7 @@ from livecart_chat.rooms import Room, Viewer, close, text_frame, write
 from livecart_chat.settings import ChatSettings
 from livecart_core.auth import Principal, TokenAuthority
 from livecart_core.errors import PermissionDenied, Unauthenticated
+from livecart_core.rules import INT64_MAX
 
 log = logging.getLogger("livecart.chat.server")
 
@@ -36,6 +37,8 @@ PATH = re.compile(r"^/ws/rooms/([^/?]+)$")
 MAX_FRAME = 4096
 MAX_NAME = 50
 FLOOD_WINDOW_S = 10.0
+SEQ_RULE = "2^63-1"
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
 
 
 class Refused(Exception):
@@ -139,11 +142,12 @@ class ChatServer:
         if refusal:
             await conn.close(4403, refusal)
             return None
-        try:
-            last_seq = int(query["last_seq"][0]) if "last_seq" in query else None
-        except ValueError:
-            await conn.close(4400, "last_seq must be an integer")
-            return None
+        last_seq = None
+        if "last_seq" in query:
+            last_seq = _seq(query["last_seq"][0])
+            if last_seq is None:
+                await conn.close(4400, f"last_seq is an integer from 0 to {SEQ_RULE}")
+                return None
         name = unicodedata.normalize("NFC", (query.get("name") or [caller.subject])[0]).strip()
         problem = self._bad_name(caller.tenant_id, name)
         if problem:
@@ -316,6 +320,14 @@ def _user(message: dict[str, Any]) -> str:
     if not isinstance(user, str) or not 1 <= len(user) <= 200:
         raise Refused("invalid_message", "user_id is the user's id")
     return user
+
+
+def _seq(text: str) -> int | None:
+    """A sequence number written in decimal digits (no sign, no spaces), or None."""
+    if not _DIGITS.match(text):
+        return None
+    value = int(text)
+    return value if value <= INT64_MAX else None
 
 
 def _refusal(caller: Principal, room: str) -> str | None:
