@@ -2,8 +2,9 @@
 
 The websockets library does the handshake, frame parsing, size and UTF-8 checks, pings and
 closing; this module authenticates the viewer, joins it to the room (recovering what it missed),
-and acts on the commands ``livecart_chat.protocol`` parses from its frames. A refused message gets an error frame with the reason; a socket that
-keeps sending refused or invalid messages is closed (4429).
+and acts on the commands ``livecart_chat.protocol`` parses from its frames. A refused message
+gets an error frame with the reason; a socket that keeps sending refused or invalid messages is
+closed (4429).
 """
 
 from __future__ import annotations
