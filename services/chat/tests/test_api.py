@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,6 +15,9 @@ import pytest
 
 from livecart.chat.v1 import chat_service_pb2 as pb
 from livecart.chat.v1 import chat_service_pb2_grpc as pb_grpc
+from livecart.events.v1.commerce_pb2 import CommerceEvent, RedPacketCreated
+from livecart_core.bus import KafkaBus
+from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.rpc import create_channel
 from livecart_core.rules import INT64_MAX
 from livecart_core.testing import ServiceProcess
@@ -158,3 +162,27 @@ async def test_system_events_no_consumer_could_take_are_refused(
     await viewer.until(lambda v: bool(v.events))
     assert [e["data"] for e in viewer.events] == [{"ok": 1}]
     assert [e["data"] for e in await stored(stub, room, 1)] == [{"ok": 1}]
+
+
+async def test_commerce_events_no_consumer_could_take_are_not_posted(
+    node: ServiceProcess, stub: pb_grpc.ChatServiceStub, kafka_broker: KafkaBroker
+) -> None:
+    room = new_room()
+    viewer = await join(node, room, token("shop", "viewer", "play"))
+    bus = KafkaBus(kafka_broker.bootstrap, partitions=8)
+    await bus.start()
+    try:
+        for room_id, currency in [(room, "U\x00D"), ("no spaces", "USD"), (room, "USD")]:
+            packet = RedPacketCreated(
+                red_packet_id="rp1", room_id=room_id, total_minor=900, currency=currency, shares=3
+            )
+            event = CommerceEvent(
+                event_id=uuid.uuid4().hex, tenant_id="shop", red_packet_created=packet
+            )
+            await bus.publish("commerce.events", f"shop/{room_id}", event)
+    finally:
+        await bus.stop()
+    await viewer.until(lambda v: bool(v.events))
+    await asyncio.sleep(0.5)  # time for anything else the bridge would post
+    assert [e["data"]["currency"] for e in viewer.events] == ["USD"]
+    assert [e["data"]["currency"] for e in await stored(stub, room, 1)] == ["USD"]
