@@ -15,6 +15,7 @@ import pytest
 
 from livecart.chat.v1 import chat_service_pb2 as pb
 from livecart.chat.v1 import chat_service_pb2_grpc as pb_grpc
+from livecart.events.v1.chat_pb2 import ChatEvent, SystemEvent
 from livecart.events.v1.commerce_pb2 import CommerceEvent, RedPacketCreated
 from livecart_core.bus import KafkaBus
 from livecart_core.localinfra.kafka import KafkaBroker
@@ -186,3 +187,27 @@ async def test_commerce_events_no_consumer_could_take_are_not_posted(
     await asyncio.sleep(0.5)  # time for anything else the bridge would post
     assert [e["data"]["currency"] for e in viewer.events] == ["USD"]
     assert [e["data"]["currency"] for e in await stored(stub, room, 1)] == ["USD"]
+
+
+async def test_bad_data_already_in_the_stream_stops_no_consumer(
+    node: ServiceProcess, stub: pb_grpc.ChatServiceStub, kafka_broker: KafkaBroker
+) -> None:
+    room = new_room()
+    viewer = await join(node, room, token("shop", "viewer", "play"))
+    bus = KafkaBus(kafka_broker.bootstrap, partitions=8)
+    await bus.start()
+    try:  # as a producer from before the rule, or one that skips it, wrote them
+        for data_json in ['{"a": "\\ud800"}', '{"a": NaN}', "not json", '{"ok": 1}']:
+            event = ChatEvent(
+                event_id=uuid.uuid4().hex,
+                tenant_id="shop",
+                room_id=room,
+                system=SystemEvent(kind="legacy", data_json=data_json, source="old"),
+            )
+            event.sent_at.GetCurrentTime()
+            await bus.publish("chat.messages", f"shop/{room}", event)
+    finally:
+        await bus.stop()
+    await viewer.until(lambda v: len(v.events) == 4)
+    assert [e["data"] for e in viewer.events] == [{}, {}, {}, {"ok": 1}]
+    assert [e["data"] for e in await stored(stub, room, 4)] == [{}, {}, {}, {"ok": 1}]
