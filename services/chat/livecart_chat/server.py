@@ -38,7 +38,7 @@ MAX_FRAME = 4096
 MAX_NAME = 50
 FLOOD_WINDOW_S = 10.0
 SEQ_RULE = "2^63-1"
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class ChatServer:
@@ -259,7 +259,7 @@ class ChatServer:
 
 def _seq(text: str) -> int | None:
     """A sequence number written in decimal digits (no sign, no spaces), or None."""
-    if not _DIGITS.match(text):
+    if not _DIGITS.fullmatch(text):
         return None
     value = int(text)
     return value if value <= INT64_MAX else None
