@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
 from livecart.chat.v1 import chat_service_pb2 as pb
 from livecart.chat.v1 import chat_service_pb2_grpc as pb_grpc
@@ -16,9 +16,9 @@ from livecart_chat.history import History
 from livecart_core.auth import Principal, TokenAuthority, grpc_principal, require
 from livecart_core.bus import EventBus
 from livecart_core.errors import InvalidArgument
+from livecart_core.rules import RoomId, Seq
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
-RoomId = Annotated[str, StringConstraints(pattern=events.ROOM_ID.pattern)]
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DATA = 8192
 
@@ -35,8 +35,8 @@ def history_routes(history: History, tokens: TokenAuthority) -> APIRouter:
     @router.get("/rooms/{room_id}/history", summary="A room's events, oldest first (replay)")
     async def get_history(
         room_id: RoomId,
-        after_seq: int = Query(default=0, ge=0),
-        limit: int = Query(default=100, ge=1, le=1000),
+        after_seq: Annotated[Seq, Query()] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         caller: Principal = viewer,
     ) -> HistoryPage:
         rows = await history.after(caller.tenant_id, room_id, after_seq, limit)
@@ -56,8 +56,10 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
     async def PostSystemEvent(
         self, request: pb.PostSystemEventRequest, context: Any
     ) -> pb.PostSystemEventResponse:
-        caller = grpc_principal(self.tokens, context.invocation_metadata(), "chat:system")
-        room = _room(request.room_id)
+        room = request.room_id
+        caller = grpc_principal(
+            self.tokens, context.invocation_metadata(), "chat:system", room=room
+        )
         if not KIND.match(request.kind):
             raise InvalidArgument("kind is lower_snake_case, 1 to 64 characters")
         if len(request.data_json.encode()) > MAX_DATA:
@@ -66,6 +68,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             data = json.loads(request.data_json or "{}")
         except ValueError:
             raise InvalidArgument("data_json is not valid JSON") from None
+        except RecursionError:
+            raise InvalidArgument("data_json is nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidArgument("data_json must be a JSON object")
         event = events.system(caller.tenant_id, room, request.kind, data, caller.subject, None)
@@ -75,8 +79,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
     async def GetHistory(
         self, request: pb.GetHistoryRequest, context: Any
     ) -> pb.GetHistoryResponse:
-        caller = grpc_principal(self.tokens, context.invocation_metadata(), "play")
-        room = _room(request.room_id)
+        room = request.room_id
+        caller = grpc_principal(self.tokens, context.invocation_metadata(), "play", room=room)
         if request.after_seq < 0:
             raise InvalidArgument("after_seq must be 0 or more")
         limit = request.limit or 100
@@ -86,9 +90,3 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         return pb.GetHistoryResponse(
             events_json=[shown for _, shown in rows], last_seq=rows[-1][0] if rows else 0
         )
-
-
-def _room(room: str) -> str:
-    if not events.ROOM_ID.match(room):
-        raise InvalidArgument("room_id is 1 to 200 of [A-Za-z0-9._:-]")
-    return room

@@ -16,6 +16,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from livecart.events.v1.commerce_pb2 import CommerceEvent
 from livecart_chat import events
 from livecart_core.bus import Event, EventBus
+from livecart_core.errors import InvalidArgument
+from livecart_core.rules import room_id
 
 log = logging.getLogger("livecart.chat.bridge")
 
@@ -48,9 +50,13 @@ class CommerceBridge:
         room = str(data.pop("room_id", ""))
         if not room:
             return
-        posted = events.system(
-            event.tenant_id, room, KINDS[change], data, "commerce", event.event_id
-        )
+        try:
+            posted = events.system(
+                event.tenant_id, room_id(room), KINDS[change], data, "commerce", event.event_id
+            )
+        except InvalidArgument as exc:  # no consumer of the room could take it: not posted
+            log.warning("commerce event not posted", extra={"why": str(exc)})
+            return
         await self.bus.publish(events.TOPIC, events.room_key(event.tenant_id, room), posted)
 
 

@@ -8,6 +8,7 @@ can mean "nothing yet").
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1.chat_pb2 import ChatEvent, Comment, Likes, Moderation, SystemEvent
 from livecart_core import rules
+from livecart_core.errors import InvalidArgument
+
+log = logging.getLogger("livecart.chat.events")
 
 TOPIC = "chat.messages"
 ROOM_ID = rules.ROOM_ID
@@ -46,7 +50,12 @@ def likes(tenant: str, room: str, count: int) -> ChatEvent:
 def system(
     tenant: str, room: str, kind: str, data: dict[str, Any], source: str, event_id: str | None
 ) -> ChatEvent:
-    body = SystemEvent(kind=kind, data_json=json.dumps(data), source=source)
+    """A system event; InvalidArgument when ``data`` holds what no consumer can store or show
+    (see :func:`livecart_core.rules.json_problem`), so it never enters the room's stream."""
+    problem = rules.json_problem(data)
+    if problem is not None:
+        raise InvalidArgument(f"data_json: {problem}")
+    body = SystemEvent(kind=kind, data_json=json.dumps(data, allow_nan=False), source=source)
     return new_event(tenant, room, event_id, system=body)
 
 
@@ -64,11 +73,8 @@ def shown(event: ChatEvent, seq: int) -> dict[str, Any] | None:
         return {"seq": seq, "kind": "comment", "user_id": c.user_id, "name": c.display_name,
                 "text": c.text, "ts": ts}  # fmt: skip
     if kind == "system":
-        try:
-            data = json.loads(event.system.data_json or "{}")
-        except ValueError:
-            data = {}
-        return {"seq": seq, "kind": "system", "event": event.system.kind, "data": data, "ts": ts}
+        return {"seq": seq, "kind": "system", "event": event.system.kind,
+                "data": _system_data(event), "ts": ts}  # fmt: skip
     if kind == "moderation":
         m = event.moderation
         shown_: dict[str, Any] = {"seq": seq, "kind": "moderation", "action": m.action,
@@ -83,6 +89,19 @@ def shown(event: ChatEvent, seq: int) -> dict[str, Any] | None:
             shown_["pinned"] = pinned(m, seq)
         return shown_
     return None
+
+
+def _system_data(event: ChatEvent) -> Any:
+    # Producers refuse such data since it was found; an older event already in the stream is
+    # shown without it rather than stopping every consumer that meets it.
+    try:
+        data = json.loads(event.system.data_json or "{}")
+    except (ValueError, RecursionError):
+        data = None
+    if data is None or rules.json_problem(data) is not None:
+        log.warning("system event data not shown", extra={"event_id": event.event_id})
+        return {}
+    return data
 
 
 def pinned(m: Moderation, seq: int) -> dict[str, Any]:

@@ -2,18 +2,17 @@
 
 The websockets library does the handshake, frame parsing, size and UTF-8 checks, pings and
 closing; this module authenticates the viewer, joins it to the room (recovering what it missed),
-and handles its messages. A refused message gets an error frame with the reason; a socket that
-keeps sending refused or invalid messages is closed (4429).
+and acts on the commands ``livecart_chat.protocol`` parses from its frames. A refused message
+gets an error frame with the reason; a socket that keeps sending refused or invalid messages is
+closed (4429).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,14 +20,16 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from livecart.events.v1.chat_pb2 import ChatEvent, Comment
-from livecart_chat import events
+from livecart_chat import events, protocol
 from livecart_chat.metrics import MESSAGES, VIEWERS
 from livecart_chat.moderation import Moderator, disallowed_character
 from livecart_chat.node import ChatNode
+from livecart_chat.protocol import Refused
 from livecart_chat.rooms import Room, Viewer, close, text_frame, write
 from livecart_chat.settings import ChatSettings
 from livecart_core.auth import Principal, TokenAuthority
 from livecart_core.errors import PermissionDenied, Unauthenticated
+from livecart_core.rules import INT64_MAX
 
 log = logging.getLogger("livecart.chat.server")
 
@@ -36,15 +37,8 @@ PATH = re.compile(r"^/ws/rooms/([^/?]+)$")
 MAX_FRAME = 4096
 MAX_NAME = 50
 FLOOD_WINDOW_S = 10.0
-
-
-class Refused(Exception):
-    """A client message the node will not act on; becomes an error frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+SEQ_RULE = "2^63-1"
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class ChatServer:
@@ -60,17 +54,6 @@ class ChatServer:
         self.tokens = tokens
         self.moderator = moderator
         self.server: Server | None = None
-        self.actions: dict[str, Callable[[Viewer, Room, dict[str, Any]], Awaitable[None]]] = {
-            "comment": self._comment,
-            "like": self._like,
-            "pin": self._pin,
-            "unpin": self._unpin,
-            "mute": self._mute,
-            "unmute": self._unmute,
-            "ban": self._ban,
-            "slow_mode": self._slow_mode,
-            "clear": self._clear,
-        }
 
     @property
     def port(self) -> int:
@@ -139,11 +122,12 @@ class ChatServer:
         if refusal:
             await conn.close(4403, refusal)
             return None
-        try:
-            last_seq = int(query["last_seq"][0]) if "last_seq" in query else None
-        except ValueError:
-            await conn.close(4400, "last_seq must be an integer")
-            return None
+        last_seq = None
+        if "last_seq" in query:
+            last_seq = _seq(query["last_seq"][0])
+            if last_seq is None:
+                await conn.close(4400, f"last_seq is an integer from 0 to {SEQ_RULE}")
+                return None
         name = unicodedata.normalize("NFC", (query.get("name") or [caller.subject])[0]).strip()
         problem = self._bad_name(caller.tenant_id, name)
         if problem:
@@ -185,27 +169,18 @@ class ChatServer:
     async def _on_message(self, viewer: Viewer, room: Room, message: str | bytes) -> None:
         ref: str | None = None
         try:
-            if isinstance(message, bytes):
-                raise Refused("invalid_message", "send JSON text frames")
-            try:
-                parsed = json.loads(message)
-            except ValueError:
-                raise Refused("invalid_json", "the message is not valid JSON") from None
-            if not isinstance(parsed, dict):
-                raise Refused("invalid_message", "a message is a JSON object with a type")
-            raw_ref = parsed.get("ref")
-            if raw_ref is not None and (not isinstance(raw_ref, str) or len(raw_ref) > 64):
-                raise Refused("invalid_message", "ref must be a string of at most 64 characters")
-            ref = raw_ref
-            action = self.actions.get(parsed.get("type"))  # type: ignore[arg-type]
-            if action is None:
-                raise Refused("unknown_type", f"unknown message type {parsed.get('type')!r}")
-            await action(viewer, room, parsed)
+            request = protocol.parse(message)
+            ref = request.ref
+            command = request.command
+            if command.scope not in viewer.scopes:
+                raise Refused("permission_denied", f"this needs the {command.scope!r} scope")
+            await self._act(viewer, room, command)
             MESSAGES.labels("ok").inc()
             if ref is not None:
                 write(viewer.conn, text_frame(events.encode({"type": "ack", "ref": ref})))
         except Refused as refused:
             MESSAGES.labels(refused.code).inc()
+            ref = refused.ref if ref is None else ref
             error = {"type": "error", "ref": ref, "code": refused.code, "message": refused.message}
             write(viewer.conn, text_frame(events.encode(error)))
             self._count_refusal(viewer)
@@ -218,13 +193,38 @@ class ChatServer:
         if len(viewer.refusals) > self.settings.flood_limit:
             close(viewer, 4429, "flooding: too many refused or invalid messages")
 
-    # -- actions --
+    async def _act(self, viewer: Viewer, room: Room, command: protocol.Command) -> None:
+        match command:
+            case protocol.Comment(text):
+                await self._comment(viewer, room, text)
+            case protocol.Like(count):
+                room.local_likes += count
+            case protocol.Pin(seq):
+                shown = room.comment_by_seq(seq)
+                if shown is None:
+                    raise Refused("not_found", f"no recent comment with seq {seq}")
+                pinned = Comment(
+                    user_id=shown["user_id"], display_name=shown["name"], text=shown["text"]
+                )
+                await self._moderate(viewer, room, action="pin", pinned_seq=seq, pinned=pinned)
+            case protocol.Unpin():
+                await self._moderate(viewer, room, action="unpin")
+            case protocol.Mute(user, duration):
+                await self._moderate(
+                    viewer, room, action="mute", target_user_id=user, duration_s=duration
+                )
+            case protocol.Unmute(user):
+                await self._moderate(viewer, room, action="unmute", target_user_id=user)
+            case protocol.Ban(user):
+                if user == viewer.user_id:
+                    raise Refused("invalid_message", "you cannot ban yourself")
+                await self._moderate(viewer, room, action="ban", target_user_id=user)
+            case protocol.SlowMode(interval):
+                await self._moderate(viewer, room, action="slow_mode", interval_s=interval)
+            case protocol.Clear():
+                await self._moderate(viewer, room, action="clear")
 
-    async def _comment(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        _need(viewer, "chat")
-        text = message.get("text")
-        if not isinstance(text, str):
-            raise Refused("invalid_message", "a comment needs a text string")
+    async def _comment(self, viewer: Viewer, room: Room, text: str) -> None:
         now = time.time()
         muted = room.muted_until(viewer.user_id, now)
         if muted is not None:
@@ -243,15 +243,7 @@ class ChatServer:
         await self._publish(room, event)
         room.last_comment[viewer.user_id] = now
 
-    async def _like(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        _need(viewer, "chat")
-        count = message.get("count", 1)
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100:
-            raise Refused("invalid_message", "like.count is an integer from 1 to 100")
-        room.local_likes += count
-
     async def _moderate(self, viewer: Viewer, room: Room, **action: Any) -> None:
-        _need(viewer, "chat:moderate")
         event = events.moderation(room.tenant, room.room, by_user_id=viewer.user_id, **action)
         await self._publish(room, event)
 
@@ -264,58 +256,13 @@ class ChatServer:
             log.warning("publish failed", extra={"why": repr(exc)})
             raise Refused("unavailable", "the room cannot take messages right now; retry") from None
 
-    async def _pin(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        _need(viewer, "chat:moderate")
-        seq = message.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            raise Refused("invalid_message", "pin.seq is the comment's sequence number")
-        shown = room.comment_by_seq(seq)
-        if shown is None:
-            raise Refused("not_found", f"no recent comment with seq {seq}")
-        pinned = Comment(user_id=shown["user_id"], display_name=shown["name"], text=shown["text"])
-        await self._moderate(viewer, room, action="pin", pinned_seq=seq, pinned=pinned)
 
-    async def _unpin(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        await self._moderate(viewer, room, action="unpin")
-
-    async def _mute(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        user = _user(message)
-        duration = message.get("duration_s", 600)
-        if not isinstance(duration, int) or isinstance(duration, bool):
-            raise Refused("invalid_message", "mute.duration_s is whole seconds")
-        if not 1 <= duration <= 7 * 86_400:
-            raise Refused("invalid_message", "mute.duration_s is 1 s to 7 days")
-        await self._moderate(viewer, room, action="mute", target_user_id=user, duration_s=duration)
-
-    async def _unmute(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        await self._moderate(viewer, room, action="unmute", target_user_id=_user(message))
-
-    async def _ban(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        user = _user(message)
-        if user == viewer.user_id:
-            raise Refused("invalid_message", "you cannot ban yourself")
-        await self._moderate(viewer, room, action="ban", target_user_id=user)
-
-    async def _slow_mode(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        interval = message.get("interval_s")
-        if not isinstance(interval, int) or isinstance(interval, bool) or not 0 <= interval <= 3600:
-            raise Refused("invalid_message", "slow_mode.interval_s is 0 (off) to 3600 seconds")
-        await self._moderate(viewer, room, action="slow_mode", interval_s=interval)
-
-    async def _clear(self, viewer: Viewer, room: Room, message: dict[str, Any]) -> None:
-        await self._moderate(viewer, room, action="clear")
-
-
-def _need(viewer: Viewer, scope: str) -> None:
-    if scope not in viewer.scopes:
-        raise Refused("permission_denied", f"this needs the {scope!r} scope")
-
-
-def _user(message: dict[str, Any]) -> str:
-    user = message.get("user_id")
-    if not isinstance(user, str) or not 1 <= len(user) <= 200:
-        raise Refused("invalid_message", "user_id is the user's id")
-    return user
+def _seq(text: str) -> int | None:
+    """A sequence number written in decimal digits (no sign, no spaces), or None."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= INT64_MAX else None
 
 
 def _refusal(caller: Principal, room: str) -> str | None:

@@ -115,3 +115,43 @@ async def test_a_token_header_works_for_non_browser_clients(node: ServiceProcess
     with pytest.raises(ConnectionClosed):
         async with connect(f"ws://127.0.0.1:{node.ws_port}/ws/rooms/x") as conn:
             await asyncio.wait_for(conn.recv(), 10)
+
+
+MODERATOR = ("play", "chat", "chat:moderate")
+
+
+async def test_frames_that_cannot_be_used_get_an_error_and_the_socket_lives(
+    node: ServiceProcess,
+) -> None:
+    room = new_room()
+    watcher = await join(node, room, token("shop", "watcher", "play"))
+    frames = [
+        ("[" * 1000 + "]" * 1000, "invalid_json", None),
+        ('{"type": "comment", "text": ' + "[" * 2000 + "]" * 2000 + "}", "invalid_json", None),
+        ('{"type": "comment", "text": "a\\u0000b", "ref": "n"}', "invalid_message", "n"),
+        ('{"type": "comment", "text": "\\ud800", "ref": "s"}', "invalid_message", "s"),
+        ('{"type": "mute", "user_id": "\\udfff", "ref": "m"}', "invalid_message", "m"),
+        ('{"type": "ban", "user_id": "x\\u0000", "ref": "b"}', "invalid_message", "b"),
+        ('{"type": "comment", "text": "hi", "ref": "\\ud800"}', "invalid_message", None),
+        ('{"type": "like", "count": NaN}', "invalid_message", None),
+        ('{"type": "pin", "seq": 1e400, "ref": "p"}', "invalid_message", "p"),
+        ('{"type": "pin", "seq": 23000000000000000000, "ref": "q"}', "invalid_message", "q"),
+        ('{"type": ["comment"], "text": "x"}', "unknown_type", None),
+        ('{"type": {"a": 1}}', "unknown_type", None),
+        ('{"type": "comment", "text": {"a": ' * 40 + "1" + "}" * 80, "invalid_message", None),
+    ]
+    got = []
+    for first in range(0, len(frames), 6):  # under the flood limit per socket
+        sender = await join(node, room, token("shop", f"host{first}", *MODERATOR))
+        for frame, _, _ in frames[first : first + 6]:
+            await sender.conn.send(frame)
+        sent = len(frames[first : first + 6])
+        await sender.until(lambda v, sent=sent: len(v.of("error")) == sent)
+        assert all(e["message"] for e in sender.of("error"))
+        got += [(e["code"], e["ref"]) for e in sender.of("error")]
+        await sender.send(type="comment", text=f"still here {first}", ref="ok")
+        await sender.until(lambda v: bool(v.of("ack")))
+        assert sender.closed is None
+    assert got == [(code, ref) for _, code, ref in frames]
+    await watcher.until(lambda v: len(v.comments()) == 3)
+    assert not watcher.of("error")
