@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from livecart_core.rules import INT64_MAX, json_problem, text_problem
+from livecart_core.rules import INT64_MAX, json_problem, may_break_json_rules, text_problem
 
 MAX_REF = 64
 MAX_USER_ID = 200
@@ -119,7 +119,7 @@ def parse(frame: str | bytes) -> Request:
         raise Refused("invalid_message", f"ref must be a string of at most {MAX_REF} characters")
     # NaN, NUL and lone surrogates could not be published or shown to other viewers; the
     # sender hears why here, for every field at once.
-    problem = json_problem(message)
+    problem = json_problem(message) if may_break_json_rules(frame) else None
     if problem is not None:
         raise Refused("invalid_message", f"the message cannot be used: {problem}", ref)
     kind = message.get("type")

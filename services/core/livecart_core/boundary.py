@@ -18,7 +18,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livecart_core.rules import json_problem
+from livecart_core.rules import json_problem, may_break_json_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,6 @@ def body_limit(max_bytes: int) -> dict[str, Any]:
     return {_BODY_LIMIT: max_bytes}
 
 
-# Escapes and tokens that may hide text or numbers the rules refuse; a body that has none of
-# them (nearly every body) is not parsed a second time.
-_SUSPECT = re.compile(
-    rb"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[eE]\+?[0-9]{3}|\x00",
-)
 _URL_NUL = re.compile(rb"%00")
 
 
@@ -63,7 +58,7 @@ def _refuse_constant(name: str) -> Any:
 def body_problem(body: bytes) -> str | None:
     """Why a JSON request body breaks the text and number rules; None when it does not, or
     when it is not JSON at all (the route's own parser says so)."""
-    if not _SUSPECT.search(body):
+    if not may_break_json_rules(body):  # nearly every body: not parsed a second time
         return None
     try:
         value = json.loads(body, parse_constant=_refuse_constant)

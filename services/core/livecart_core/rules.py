@@ -62,6 +62,25 @@ def text_problem(value: str) -> str | None:
     return "NUL characters are not allowed" if char == "\x00" else "lone surrogates are not text"
 
 
+# Escapes and tokens that may hide what json_problem refuses: JSON text without any of them (and
+# with few brackets) decodes to a value json_problem passes, so it need not be walked.
+_SUSPECT_PATTERN = r"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[eE]\+?[0-9]{3}|\x00"
+_SUSPECT_TEXT = re.compile(_SUSPECT_PATTERN)
+_SUSPECT_BYTES = re.compile(_SUSPECT_PATTERN.encode())
+
+
+def may_break_json_rules(text: str | bytes) -> bool:
+    """Whether JSON ``text`` may decode to a value :func:`json_problem` refuses (a cheap test
+    that spares the walk for nearly every message)."""
+    if isinstance(text, str):
+        found = _SUSPECT_TEXT.search(text) is not None
+        brackets = text.count("[") + text.count("{")
+    else:
+        found = _SUSPECT_BYTES.search(text) is not None
+        brackets = text.count(b"[") + text.count(b"{")
+    return found or brackets > MAX_JSON_DEPTH
+
+
 def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why a decoded JSON value cannot be stored or sent to browsers (a non-finite number, bad
     text in a key or string, nesting past ``max_depth``); None when it can. Iterative, so a
