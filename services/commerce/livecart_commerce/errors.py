@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
+from pydantic import BaseModel, Field
 
 from livecart_core.errors import FailedPrecondition, InvalidArgument
 
@@ -29,3 +32,30 @@ class IdempotencyKeyReused(InvalidArgument):
         422,
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's JSON body, as the runtime writes it."""
+
+    error: str = Field(description="a stable code, e.g. not_found, sold_out, invalid_argument")
+    message: str = Field(description="what went wrong, for a person")
+    detail: list[dict[str, Any]] | None = Field(
+        default=None, description="for a request that failed validation: the fields at fault"
+    )
+
+
+# Every route takes a bearer token.
+_AUTH: dict[int, str] = {
+    401: "missing, invalid or expired token",
+    403: "the token lacks the scope, or is bound to another room",
+}
+
+
+def refusals(**by_status: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: its refusals (``_404="..."``) and the token's 401 and 403,
+    each with the error body, so the OpenAPI document lists what the route answers."""
+    described = {**_AUTH, **{int(k.lstrip("_")): v for k, v in by_status.items()}}
+    return {
+        status: {"model": ErrorBody, "description": text}
+        for status, text in sorted(described.items())
+    }

@@ -1,0 +1,11 @@
+-- How long a buyer has to pay: per flash sale, else the tenant's default, else the process
+-- setting (LIVECART_PAYMENT_TIMEOUT_S). Orders store the resulting expires_at, so the expiry
+-- sweep honours whichever window applied when the order was placed.
+create table tenant_settings (
+    tenant_id          text primary key,
+    payment_timeout_s  integer check (payment_timeout_s between 1 and 604800),
+    updated_at         timestamptz not null default now()
+);
+
+alter table flash_sales
+    add column payment_timeout_s integer check (payment_timeout_s between 1 and 604800);
