@@ -44,17 +44,21 @@ class ErrorBody(BaseModel):
     )
 
 
-# Every route takes a bearer token.
-_AUTH: dict[int, str] = {
+# What any route can answer: a body that is not JSON at all, and the bearer token's refusals.
+_ANY_ROUTE: dict[int, str] = {
+    400: "a malformed request, e.g. a body that is not JSON",
     401: "missing, invalid or expired token",
     403: "the token lacks the scope, or is bound to another room",
 }
 
 
 def refusals(**by_status: str) -> dict[int | str, dict[str, Any]]:
-    """A route's ``responses=``: its refusals (``_404="..."``) and the token's 401 and 403,
-    each with the error body, so the OpenAPI document lists what the route answers."""
-    described = {**_AUTH, **{int(k.lstrip("_")): v for k, v in by_status.items()}}
+    """A route's ``responses=``: its refusals (``_404="..."``) and those of any route (400,
+    401, 403), each with the error body, so the OpenAPI document lists what it answers."""
+    described = dict(_ANY_ROUTE)
+    for key, text in by_status.items():
+        status = int(key.lstrip("_"))
+        described[status] = f"{text}; or {described[status]}" if status == 400 else text
     return {
         status: {"model": ErrorBody, "description": text}
         for status, text in sorted(described.items())
