@@ -135,7 +135,9 @@ class FlashSale(BaseModel):
     per_user_limit: int
     starts_at: datetime
     ends_at: datetime
-    payment_timeout_s: int | None = Field(description="null: the tenant's default applies")
+    payment_timeout_s: int | None = Field(
+        default=None, description="null: the tenant's default applies"
+    )
 
 
 async def create_product(db: Executor, tenant: str, product: ProductIn) -> Product:
