@@ -92,7 +92,10 @@ class _Pending:
 
 
 class FlashSaleEngine:
-    """Reserve flash-sale stock; ``reserve()`` answers once the reservation is committed."""
+    """Reserve flash-sale stock; ``reserve()`` answers once the reservation is committed.
+
+    An order's payment window is its sale's ``payment_timeout_s``, else its tenant's, else
+    ``payment_timeout_s`` here."""
 
     def __init__(
         self,
