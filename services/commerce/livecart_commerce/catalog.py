@@ -15,7 +15,7 @@ from livecart_commerce.flash_sale import MAX_UNITS_PER_RESERVATION
 from livecart_commerce.tenant_settings import PaymentTimeout
 from livecart_core.db import Executor, connection
 from livecart_core.errors import InvalidArgument, NotFound
-from livecart_core.rules import INT32_MAX, MONEY_MAX, Count, MinorUnits
+from livecart_core.rules import INT32_MAX, MONEY_MAX, Count, Instant, MinorUnits
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -106,8 +106,8 @@ class FlashSaleIn(BaseModel):
     )
     quantity: int = Field(gt=0, le=10_000_000, description="units carved out of the SKU's stock")
     per_user_limit: int = Field(default=1, gt=0, le=1000)
-    starts_at: datetime
-    ends_at: datetime = Field(description="after starts_at")
+    starts_at: Instant
+    ends_at: Instant = Field(description="after starts_at")
     payment_timeout_s: PaymentTimeout | None = Field(
         default=None,
         description="seconds a buyer has to pay (1 to 604800); null: the tenant's default",

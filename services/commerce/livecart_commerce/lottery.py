@@ -29,7 +29,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from livecart.events.v1.chat_pb2 import ChatEvent
 from livecart.events.v1.commerce_pb2 import LotteryDrawn, LotteryOpened
@@ -41,7 +41,7 @@ from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.bus import Event, Handler
 from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound
-from livecart_core.rules import RoomId
+from livecart_core.rules import Instant, RoomId
 
 log = logging.getLogger("livecart.commerce.lottery")
 
@@ -61,8 +61,8 @@ class LotteryIn(BaseModel):
     ] = Field(description="a comment that contains it, in any case, enters")
     prize_sku_id: uuid.UUID
     winners: int = Field(ge=1, le=MAX_WINNERS, description="each wins one unit of the prize SKU")
-    opens_at: AwareDatetime | None = Field(default=None, description="now if unset or earlier")
-    closes_at: AwareDatetime = Field(description="in the future, and after opens_at")
+    opens_at: Instant | None = Field(default=None, description="now if unset or earlier")
+    closes_at: Instant = Field(description="in the future, and after opens_at")
 
     @model_validator(mode="after")
     def _closes_after_opening(self) -> LotteryIn:

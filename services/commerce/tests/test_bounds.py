@@ -3,6 +3,7 @@ names the field, before they reach Postgres; nothing is taken from stock on the 
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -150,3 +151,33 @@ def test_other_integers_past_their_range_are_refused(
         method, path, headers={**shop.merchant, "Idempotency-Key": uuid.uuid4().hex}, json=body
     )
     refused_naming(answer, 422, field)
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "field"),
+    [
+        ("0001-01-01T00:00:00+01:00", "2030-01-01T00:00:00Z", "starts_at"),  # year 0 in UTC
+        ("2030-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00", "ends_at"),  # year 10000 in UTC
+        ("2030-01-01T00:00:00", "2030-01-02T00:00:00Z", "starts_at"),  # no offset: whose time?
+    ],
+)
+def test_times_past_the_calendar_or_without_an_offset_are_refused(
+    shop: Shop, starts_at: str, ends_at: str, field: str
+) -> None:
+    sku = shop.sku()
+    body = sale_body(sku["id"], starts_at=starts_at, ends_at=ends_at)
+    refused_naming(
+        shop.client.post("/v1/flash-sales", headers=shop.merchant, json=body), 422, field
+    )
+    lottery = {"room_id": "r", "keyword": "k", "prize_sku_id": sku["id"], "winners": 1,
+               "opens_at": starts_at, "closes_at": ends_at}  # fmt: skip
+    opened = shop.client.post("/v1/lotteries", headers=shop.merchant, json=lottery)
+    refused_naming(opened, 422, {"starts_at": "opens_at", "ends_at": "closes_at"}[field])
+
+
+def test_a_cursor_past_the_calendar_is_refused(shop: Shop) -> None:
+    inside = base64.urlsafe_b64encode(f"0001-01-01T00:00:00+01:00|{uuid.UUID(int=0)}".encode())
+    answer = shop.client.get(
+        "/v1/orders", params={"cursor": inside.decode()}, headers=shop.merchant
+    )
+    assert_refused(answer, 400, "invalid_argument")
