@@ -11,17 +11,20 @@ import asyncpg
 from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, model_validator
 
 from livecart_commerce.errors import NotEnoughStock
+from livecart_commerce.flash_sale import MAX_UNITS_PER_RESERVATION
+from livecart_commerce.tenant_settings import PaymentTimeout
 from livecart_core.db import Executor, connection
-from livecart_core.errors import NotFound
+from livecart_core.errors import InvalidArgument, NotFound
+from livecart_core.rules import INT32_MAX, MONEY_MAX, Count, Instant, MinorUnits
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class SkuIn(BaseModel):
-    price_minor: int = Field(ge=0, description="price in minor units of the currency")
+    price_minor: MinorUnits = Field(description="price in minor units of the currency")
     currency: Currency
-    stock: int = Field(ge=0)
+    stock: Count
     attributes: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 
@@ -31,8 +34,10 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 class Shipping(BaseModel):
     ships_from: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     min_days: int = Field(ge=0, le=365, description="business days to delivery, at best")
-    max_days: int = Field(ge=0, le=365, description="business days to delivery, at worst")
-    fee_minor: int = Field(default=0, ge=0, description="in minor units of the SKUs' currency")
+    max_days: int = Field(
+        ge=0, le=365, description="business days to delivery, at worst; at least min_days"
+    )
+    fee_minor: MinorUnits = Field(default=0, description="in minor units of the SKUs' currency")
 
     @model_validator(mode="after")
     def _ordered(self) -> Shipping:
@@ -83,25 +88,40 @@ class ProductPage(BaseModel):
 
 
 class SkuChange(BaseModel):
-    price_minor: int | None = Field(default=None, ge=0)
+    price_minor: MinorUnits | None = None
     stock_delta: int | None = Field(
-        default=None, ge=-10_000_000, le=10_000_000, description="units added (or removed)"
+        default=None,
+        ge=-10_000_000,
+        le=10_000_000,
+        description=f"units added (or removed); the stock stays between 0 and {INT32_MAX}",
     )
     attributes: dict[str, str] | None = Field(default=None, max_length=20)
 
 
 class FlashSaleIn(BaseModel):
     sku_id: uuid.UUID
-    sale_price_minor: int = Field(ge=0)
-    quantity: int = Field(gt=0, le=10_000_000)
+    sale_price_minor: MinorUnits = Field(
+        description=f"per unit; times min(per_user_limit, {MAX_UNITS_PER_RESERVATION}) at most"
+        f" {MONEY_MAX}, so any order's total stays exact"
+    )
+    quantity: int = Field(gt=0, le=10_000_000, description="units carved out of the SKU's stock")
     per_user_limit: int = Field(default=1, gt=0, le=1000)
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Instant
+    ends_at: Instant = Field(description="after starts_at")
+    payment_timeout_s: PaymentTimeout | None = Field(
+        default=None,
+        description="seconds a buyer has to pay (1 to 604800); null: the tenant's default",
+    )
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> FlashSaleIn:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        largest = self.sale_price_minor * min(self.per_user_limit, MAX_UNITS_PER_RESERVATION)
+        if largest > MONEY_MAX:
+            raise ValueError(
+                f"sale_price_minor times the largest order's units is {largest}, above {MONEY_MAX}"
+            )
         return self
 
 
@@ -115,6 +135,9 @@ class FlashSale(BaseModel):
     per_user_limit: int
     starts_at: datetime
     ends_at: datetime
+    payment_timeout_s: int | None = Field(
+        default=None, description="null: the tenant's default applies"
+    )
 
 
 async def create_product(db: Executor, tenant: str, product: ProductIn) -> Product:
@@ -209,10 +232,13 @@ async def _with_skus(
 async def change_sku(db: Executor, tenant: str, sku_id: uuid.UUID, change: SkuChange) -> Sku:
     """Reprice, restock (or take stock off sale) and relabel a SKU; stock never goes below 0."""
     async with connection(db) as conn:
+        # In bigint, so a delta past the column's range is refused here, not by an overflow.
         row = await conn.fetchrow(
             "update skus set price_minor = coalesce($3, price_minor),"
-            " stock = stock + coalesce($4, 0), attributes = coalesce($5::jsonb, attributes)"
-            " where id = $1 and tenant_id = $2 and stock + coalesce($4, 0) >= 0"
+            " stock = stock + coalesce($4::bigint, 0),"
+            " attributes = coalesce($5::jsonb, attributes)"
+            " where id = $1 and tenant_id = $2"
+            " and stock + coalesce($4::bigint, 0) between 0 and 2147483647"
             " returning id, price_minor, currency, stock, attributes",
             sku_id,
             tenant,
@@ -226,9 +252,13 @@ async def change_sku(db: Executor, tenant: str, sku_id: uuid.UUID, change: SkuCh
             )
             if stock is None:
                 raise NotFound(f"sku {sku_id} not found")
-            raise NotEnoughStock(
-                f"sku {sku_id} has {stock} units; cannot remove {-(change.stock_delta or 0)}"
-            )
+            delta = change.stock_delta or 0
+            if delta > 0:
+                raise InvalidArgument(
+                    f"stock_delta: sku {sku_id} has {stock} units; adding {delta} passes"
+                    f" {INT32_MAX}"
+                )
+            raise NotEnoughStock(f"sku {sku_id} has {stock} units; cannot remove {-delta}")
     return Sku(**{**dict(row), "attributes": json.loads(row["attributes"])})
 
 
@@ -253,10 +283,10 @@ async def create_flash_sale(db: Executor, tenant: str, sale: FlashSaleIn) -> Fla
             )
         sale_id = await conn.fetchval(
             "insert into flash_sales (tenant_id, sku_id, sale_price_minor, currency, quantity,"
-            " remaining, per_user_limit, starts_at, ends_at)"
-            " values ($1, $2, $3, $4, $5, $5, $6, $7, $8) returning id",
+            " remaining, per_user_limit, starts_at, ends_at, payment_timeout_s)"
+            " values ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9) returning id",
             tenant, sale.sku_id, sale.sale_price_minor, sku["currency"], sale.quantity,
-            sale.per_user_limit, sale.starts_at, sale.ends_at,
+            sale.per_user_limit, sale.starts_at, sale.ends_at, sale.payment_timeout_s,
         )  # fmt: skip
         return await get_flash_sale(conn, tenant, sale_id)
 
@@ -265,7 +295,8 @@ async def get_flash_sale(db: Executor, tenant: str, sale_id: uuid.UUID) -> Flash
     async with connection(db) as conn:
         row = await conn.fetchrow(
             "select id, sku_id, sale_price_minor, currency, quantity, remaining, per_user_limit,"
-            " starts_at, ends_at from flash_sales where id = $1 and tenant_id = $2",
+            " starts_at, ends_at, payment_timeout_s from flash_sales"
+            " where id = $1 and tenant_id = $2",
             sale_id,
             tenant,
         )

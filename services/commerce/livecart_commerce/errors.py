@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from livecart_core.errors import FailedPrecondition, InvalidArgument
+from livecart_core.openapi import refusals
 
 
 class SoldOut(FailedPrecondition):
@@ -29,3 +30,7 @@ class IdempotencyKeyReused(InvalidArgument):
         422,
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+# Routes declare their refusals with the runtime's error body (livecart_core.openapi).
+__all__ = ["refusals"]

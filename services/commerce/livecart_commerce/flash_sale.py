@@ -28,6 +28,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from livecart.events.v1.commerce_pb2 import OrderLine, OrderReserved
 from livecart_commerce.events import append, event, new_ids
 
+# The most units one reservation asks for (REST and gRPC refuse more).
+MAX_UNITS_PER_RESERVATION = 100
+
 _ORDER_COLUMNS = (
     "tenant_id", "id", "user_id", "sku_id", "flash_sale_id", "quantity", "unit_price_minor",
     "currency", "state", "idempotency_key", "request_hash", "expires_at",
@@ -79,6 +82,7 @@ class ReservedOrder:
     currency: str
     created_at: datetime
     expires_at: datetime
+    buyer_id: str
 
 
 @dataclass
@@ -88,7 +92,10 @@ class _Pending:
 
 
 class FlashSaleEngine:
-    """Reserve flash-sale stock; ``reserve()`` answers once the reservation is committed."""
+    """Reserve flash-sale stock; ``reserve()`` answers once the reservation is committed.
+
+    An order's payment window is its sale's ``payment_timeout_s``, else its tenant's, else
+    ``payment_timeout_s`` here."""
 
     def __init__(
         self,
@@ -107,9 +114,10 @@ class FlashSaleEngine:
         self.payment_timeout = timedelta(seconds=payment_timeout_s)
         self.sold_out_recheck_s = sold_out_recheck_s
         self._pending: dict[uuid.UUID, _Pending] = {}
-        # Sales seen sold out, until when: their batches skip the row lock and only look up
-        # earlier orders for the idempotency keys (stock can come back when orders expire).
-        self._sold_out_until: dict[uuid.UUID, float] = {}
+        # Sales seen sold out, with their tenant, until when: their batches skip the row lock
+        # and only look up earlier orders for the idempotency keys (stock can come back when
+        # orders expire). The tenant is kept so another tenant still hears "not found" first.
+        self._sold_out_until: dict[uuid.UUID, tuple[str, float]] = {}
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
         if request.quantity <= 0:
@@ -165,14 +173,21 @@ class FlashSaleEngine:
         self, sale_id: uuid.UUID, requests: list[ReserveRequest]
     ) -> list[ReserveResult]:
         async with self.pool.acquire() as conn, conn.transaction():
-            if self._sold_out_until.get(sale_id, 0.0) > time.monotonic():
+            owner, until = self._sold_out_until.get(sale_id, ("", 0.0))
+            if until > time.monotonic():
                 earlier = await self._earlier_orders(conn, requests)
                 return [
-                    self._replay(r, earlier) or ReserveResult(Outcome.SOLD_OUT) for r in requests
+                    ReserveResult(Outcome.NOT_FOUND)
+                    if r.tenant_id != owner
+                    else self._replay(r, earlier) or ReserveResult(Outcome.SOLD_OUT)
+                    for r in requests
                 ]
             sale = await conn.fetchrow(
-                "select tenant_id, sku_id, remaining, per_user_limit, sale_price_minor, currency,"
-                " starts_at, ends_at, now() as now from flash_sales where id = $1 for update",
+                "select s.tenant_id, s.sku_id, s.remaining, s.per_user_limit, s.sale_price_minor,"
+                " s.currency, s.starts_at, s.ends_at, now() as now,"
+                " coalesce(s.payment_timeout_s, t.payment_timeout_s) as payment_timeout_s"
+                " from flash_sales s left join tenant_settings t on t.tenant_id = s.tenant_id"
+                " where s.id = $1 for update of s",
                 sale_id,
             )
             earlier = await self._earlier_orders(conn, requests)
@@ -191,17 +206,20 @@ class FlashSaleEngine:
                 )
             }
             remaining: int = sale["remaining"]
-            expires_at: datetime = sale["now"] + self.payment_timeout
+            window = sale["payment_timeout_s"]
+            expires_at: datetime = sale["now"] + (
+                self.payment_timeout if window is None else timedelta(seconds=window)
+            )
             results: list[ReserveResult] = []
             granted: dict[tuple[str, str], ReserveResult] = {}
             new_orders: list[tuple[uuid.UUID, ReserveRequest]] = []
             order_ids = iter(new_ids(len(requests)))
             for r in requests:
                 replay = self._replay(r, earlier) or granted.get((r.user_id, r.idempotency_key))
-                if replay is not None:
-                    results.append(replay)
-                elif r.tenant_id != sale["tenant_id"]:
+                if r.tenant_id != sale["tenant_id"]:
                     results.append(ReserveResult(Outcome.NOT_FOUND))  # another tenant's sale
+                elif replay is not None:
+                    results.append(replay)
                 elif not active:
                     results.append(ReserveResult(Outcome.NOT_ACTIVE))
                 elif bought.get(r.user_id, 0) + r.quantity > sale["per_user_limit"]:
@@ -218,6 +236,7 @@ class FlashSaleEngine:
                         ReservedOrder(
                             order_id, "reserved", sale["sku_id"], sale_id, r.quantity,
                             sale["sale_price_minor"], sale["currency"], sale["now"], expires_at,
+                            r.user_id,
                         ),
                     )  # fmt: skip
                     granted[(r.user_id, r.idempotency_key)] = result
@@ -225,7 +244,10 @@ class FlashSaleEngine:
             if new_orders:
                 await self._write(conn, sale_id, sale, remaining, bought, new_orders, expires_at)
             if remaining == 0:
-                self._sold_out_until[sale_id] = time.monotonic() + self.sold_out_recheck_s
+                self._sold_out_until[sale_id] = (
+                    sale["tenant_id"],
+                    time.monotonic() + self.sold_out_recheck_s,
+                )
             return results
 
     @staticmethod
@@ -258,6 +280,7 @@ class FlashSaleEngine:
             ReservedOrder(
                 row["id"], row["state"], row["sku_id"], row["flash_sale_id"], row["quantity"],
                 row["unit_price_minor"], row["currency"], row["created_at"], row["expires_at"],
+                row["user_id"],
             ),
         )  # fmt: skip
 

@@ -16,7 +16,11 @@ from livecart.commerce.v1 import commerce_service_pb2 as pb
 from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
 from livecart_commerce import catalog, lineup
 from livecart_commerce.api import BUY, reserved_or_refused
-from livecart_commerce.flash_sale import FlashSaleEngine, ReserveRequest
+from livecart_commerce.flash_sale import (
+    MAX_UNITS_PER_RESERVATION,
+    FlashSaleEngine,
+    ReserveRequest,
+)
 from livecart_core.auth import TokenAuthority, grpc_principal
 from livecart_core.errors import InvalidArgument, NotFound
 
@@ -47,8 +51,8 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
     ) -> pb.ReserveFlashSaleResponse:
         caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
         sale_id = _uuid(request.flash_sale_id, "flash_sale_id")
-        if not 1 <= request.quantity <= 100:
-            raise InvalidArgument("quantity must be between 1 and 100")
+        if not 1 <= request.quantity <= MAX_UNITS_PER_RESERVATION:
+            raise InvalidArgument(f"quantity must be between 1 and {MAX_UNITS_PER_RESERVATION}")
         if not 1 <= len(request.idempotency_key) <= 100:
             raise InvalidArgument("idempotency_key must be 1 to 100 characters")
         result = await self.engine.reserve(
@@ -62,6 +66,7 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
             unit_price_minor=order.unit_price_minor,
             currency=order.currency,
             expires_at=_timestamp(order.expires_at),
+            buyer_id=order.buyer_id,
         )
 
     async def GetFlashSale(
@@ -82,6 +87,7 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
                 per_user_limit=sale.per_user_limit,
                 starts_at=_timestamp(sale.starts_at),
                 ends_at=_timestamp(sale.ends_at),
+                payment_timeout_s=sale.payment_timeout_s or 0,
             )
         )
 
@@ -97,9 +103,9 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
     async def GetPinnedProduct(
         self, request: pb.GetPinnedProductRequest, context: Any
     ) -> pb.GetPinnedProductResponse:
-        caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
-        if not 1 <= len(request.room_id) <= 200:
-            raise InvalidArgument("room_id must be 1 to 200 characters")
+        caller = grpc_principal(
+            self.tokens, context.invocation_metadata(), BUY, room=request.room_id
+        )
         pin = await lineup.pinned(self.pool, caller.tenant_id, request.room_id)
         if pin is None:
             return pb.GetPinnedProductResponse(pinned=False)

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
 
 import asyncpg
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
 from livecart.events.v1.commerce_pb2 import ProductPinned
 from livecart_commerce.events import append, event
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound
-
-RoomId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class NotInLineup(FailedPrecondition):

@@ -29,18 +29,19 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from livecart.events.v1.chat_pb2 import ChatEvent
 from livecart.events.v1.commerce_pb2 import LotteryDrawn, LotteryOpened
 from livecart_commerce.api import ADMIN, BUY
-from livecart_commerce.errors import NotEnoughStock
+from livecart_commerce.errors import NotEnoughStock, refusals
 from livecart_commerce.events import append, event
 from livecart_commerce.idempotency import IdempotencyKey, fingerprint, once
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.bus import Event, Handler
 from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from livecart_core.rules import Instant, RoomId
 
 log = logging.getLogger("livecart.commerce.lottery")
 
@@ -54,14 +55,14 @@ class LotteryOpen(FailedPrecondition):
 
 
 class LotteryIn(BaseModel):
-    room_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    room_id: RoomId
     keyword: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
     ] = Field(description="a comment that contains it, in any case, enters")
     prize_sku_id: uuid.UUID
     winners: int = Field(ge=1, le=MAX_WINNERS, description="each wins one unit of the prize SKU")
-    opens_at: AwareDatetime | None = Field(default=None, description="now if unset or earlier")
-    closes_at: AwareDatetime
+    opens_at: Instant | None = Field(default=None, description="now if unset or earlier")
+    closes_at: Instant = Field(description="in the future, and after opens_at")
 
     @model_validator(mode="after")
     def _closes_after_opening(self) -> LotteryIn:
@@ -406,6 +407,11 @@ def _timestamp(at: datetime) -> Timestamp:
     return stamp
 
 
+EntrantsAfter = Annotated[
+    str | None, Query(max_length=200, description="`next_after` of the previous page")
+]
+
+
 def lottery_routes(pool: asyncpg.Pool, tokens: TokenAuthority) -> APIRouter:
     """``/v1/lotteries``: hosts (``commerce:admin``) open and draw them, viewers
     (``commerce:buy``) read them and their entrants; entering is by chat."""
@@ -418,46 +424,58 @@ def lottery_routes(pool: asyncpg.Pool, tokens: TokenAuthority) -> APIRouter:
         "/lotteries",
         status_code=201,
         summary="Open a chat-keyword lottery on a room; the prize units leave stock",
-        responses={
-            404: {"description": "no such prize SKU for this tenant"},
-            409: {"description": "not_enough_stock for the winners"},
-            422: {"description": "invalid body, e.g. closes_at not after opens_at"},
-        },
+        responses=refusals(
+            _400="closes_at passed while the lottery was being opened",
+            _404="no such prize SKU for this tenant",
+            _409="not_enough_stock for the winners",
+            _422="invalid body (e.g. closes_at not after opens_at), or idempotency_key_reused",
+        ),
     )
     async def create(body: LotteryIn, key: IdempotencyKey, caller: Principal = admin) -> Lottery:
+        caller.require_room(body.room_id)
         return await once(
             pool, caller, key, fingerprint("lotteries", body), Lottery,
             lambda conn: create_lottery(conn, caller.tenant_id, caller.subject, body),
         )  # fmt: skip
 
+    async def in_callers_room(lottery_id: uuid.UUID, caller: Principal) -> Lottery:
+        lottery = await get_lottery(pool, caller.tenant_id, lottery_id)
+        caller.require_room(lottery.room_id)
+        return lottery
+
     @router.get(
         "/lotteries/{lottery_id}",
         summary="A lottery, its entrant count and, once drawn, the result to audit",
+        responses=refusals(_404="no such lottery for this tenant", _422="invalid lottery id"),
     )
     async def get(lottery_id: uuid.UUID, caller: Principal = buyer) -> Lottery:
-        return await get_lottery(pool, caller.tenant_id, lottery_id)
+        return await in_callers_room(lottery_id, caller)
 
     @router.get(
         "/lotteries/{lottery_id}/entrants",
         summary="The entrants' user ids, in the order the draw hashes them",
+        responses=refusals(_404="no such lottery for this tenant", _422="invalid query"),
     )
     async def entrants(
         lottery_id: uuid.UUID,
-        after: str | None = None,
+        after: EntrantsAfter = None,
         limit: int = Query(default=1000, ge=1, le=10_000),
         caller: Principal = buyer,
     ) -> Entrants:
+        await in_callers_room(lottery_id, caller)
         return await list_entrants(pool, caller.tenant_id, lottery_id, after=after, limit=limit)
 
     @router.post(
         "/lotteries/{lottery_id}/draw",
         summary="Draw a closed lottery; drawing again answers with the same result",
-        responses={
-            404: {"description": "no such lottery for this tenant"},
-            409: {"description": "lottery_open: entries are still being taken"},
-        },
+        responses=refusals(
+            _404="no such lottery for this tenant",
+            _409="lottery_open: entries are still being taken",
+            _422="invalid lottery id",
+        ),
     )
     async def draw_now(lottery_id: uuid.UUID, caller: Principal = admin) -> Lottery:
+        await in_callers_room(lottery_id, caller)
         return await draw_lottery(pool, caller.tenant_id, lottery_id)
 
     return router

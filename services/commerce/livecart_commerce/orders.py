@@ -22,10 +22,13 @@ from pydantic import BaseModel, Field
 
 from livecart.events.v1.commerce_pb2 import OrderCancelled, OrderReserved
 from livecart.events.v1.commerce_pb2 import OrderLine as OrderLineEvent
+from livecart_commerce import paging
 from livecart_commerce.errors import IdempotencyKeyReused, NotEnoughStock
 from livecart_commerce.events import append, event
+from livecart_commerce.tenant_settings import payment_window
 from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from livecart_core.rules import MONEY_MAX
 
 MAX_LINES = 50
 MAX_UNITS_PER_LINE = 1000
@@ -37,6 +40,10 @@ class MixedCurrency(InvalidArgument):
 
 class OrderNotCancellable(FailedPrecondition):
     code = "order_not_cancellable"
+
+
+class TotalTooLarge(InvalidArgument):
+    code = "total_too_large"
 
 
 class LineIn(BaseModel):
@@ -58,11 +65,12 @@ class OrderLine(BaseModel):
 
 class Order(BaseModel):
     id: uuid.UUID
+    buyer_id: str = Field(description="the buyer's user id (the subject of their token)")
     state: str = Field(description="reserved, paid, expired, cancelled or refunded")
     origin: str = Field(description="flash_sale, cart or lottery")
     flash_sale_id: uuid.UUID | None
     lines: list[OrderLine]
-    total_minor: int
+    total_minor: int = Field(description=f"at most {MONEY_MAX} (2^53 - 1)")
     currency: str
     created_at: datetime
     expires_at: datetime = Field(description="an unpaid (reserved) order expires then")
@@ -70,11 +78,14 @@ class Order(BaseModel):
 
 class OrderPage(BaseModel):
     orders: list[Order]
-    next_before: datetime | None = Field(description="pass as `before` for the next page")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 _ORDER_SELECT = (
-    "select o.id, o.state, o.origin, o.flash_sale_id, o.currency, o.created_at, o.expires_at,"
+    "select o.id, o.user_id as buyer_id, o.state, o.origin, o.flash_sale_id, o.currency,"
+    " o.created_at, o.expires_at,"
     " coalesce(o.total_minor, o.quantity * o.unit_price_minor) as total_minor,"
     " array(select row(i.sku_id, i.quantity, i.unit_price_minor) from order_items i"
     "       where i.order_id = o.id order by i.sku_id) as lines"
@@ -112,25 +123,30 @@ async def list_orders(
     user: str | None,
     *,
     state: str | None,
-    before: datetime | None,
+    cursor: str | None,
     limit: int,
 ) -> OrderPage:
-    """Newest first, a page at a time; ``user`` None means every buyer of the tenant."""
+    """Newest first, a page at a time; ``user`` None means every buyer of the tenant.
+
+    Pages follow (created_at, id): the orders of one flash-sale batch share a created_at."""
+    after_at, after_id = paging.decode(cursor) if cursor is not None else (None, None)
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             f"{_ORDER_SELECT} where o.tenant_id = $1 and ($2::text is null or o.user_id = $2)"
             " and ($3::text is null or o.state = $3)"
-            " and ($4::timestamptz is null or o.created_at < $4)"
-            " order by o.created_at desc limit $5",
+            " and ($4::timestamptz is null or (o.created_at, o.id) < ($4, $5::uuid))"
+            " order by o.created_at desc, o.id desc limit $6",
             tenant,
             user,
             state,
-            before,
+            after_at,
+            after_id,
             limit,
         )
     orders = [_order(r) for r in rows]
+    last = orders[-1] if len(orders) == limit else None
     return OrderPage(
-        orders=orders, next_before=orders[-1].created_at if len(orders) == limit else None
+        orders=orders, next_cursor=None if last is None else paging.encode(last.created_at, last.id)
     )
 
 
@@ -146,8 +162,9 @@ async def place(
 ) -> Order:
     """Reserve ``items`` at catalog prices as one order, in the caller's transaction.
 
-    All or nothing: an unknown SKU (404), a SKU short of stock (409) or SKUs in two currencies
-    (422) refuse the whole order and take no stock.
+    All or nothing: an unknown SKU (404), a SKU short of stock (409), SKUs in two currencies or
+    a total past ``MONEY_MAX`` (400) refuse the whole order and take no stock.
+    ``payment_timeout`` is the window when the tenant has set none.
     """
     wanted: Counter[uuid.UUID] = Counter()
     for item in items:
@@ -179,6 +196,12 @@ async def place(
         raise MixedCurrency(
             f"an order is paid in one currency; these SKUs use {sorted(currencies)}"
         )
+    lines = [OrderLine(sku_id=s, quantity=q, unit_price_minor=skus[s]["price_minor"])
+             for s, q in sorted(wanted.items())]  # fmt: skip
+    total = sum(line.quantity * line.unit_price_minor for line in lines)
+    if total > MONEY_MAX:
+        # Checked before the stock update: the order takes nothing it cannot record.
+        raise TotalTooLarge(f"the order's total_minor would be {total}, above {MONEY_MAX}")
     await conn.execute(
         "update skus set stock = stock - t.q from unnest($1::uuid[], $2::int[]) as t(id, q)"
         " where skus.id = t.id",
@@ -186,10 +209,7 @@ async def place(
         list(wanted.values()),
     )
     now: datetime = next(iter(skus.values()))["now"]
-    expires_at = now + payment_timeout
-    lines = [OrderLine(sku_id=s, quantity=q, unit_price_minor=skus[s]["price_minor"])
-             for s, q in sorted(wanted.items())]  # fmt: skip
-    total = sum(line.quantity * line.unit_price_minor for line in lines)
+    expires_at = now + await payment_window(conn, tenant, payment_timeout)
     currency = currencies.pop()
     try:
         order_id: uuid.UUID = await conn.fetchval(
@@ -220,8 +240,8 @@ async def place(
     )
     await append(conn, [event(tenant, now, order_reserved=reserved)])
     return Order(
-        id=order_id, state="reserved", origin="cart", flash_sale_id=None, lines=lines,
-        total_minor=total, currency=currency, created_at=now, expires_at=expires_at,
+        id=order_id, buyer_id=user, state="reserved", origin="cart", flash_sale_id=None,
+        lines=lines, total_minor=total, currency=currency, created_at=now, expires_at=expires_at,
     )  # fmt: skip
 
 

@@ -59,7 +59,8 @@ def sign(key: bytes, body: bytes) -> str:
 
 
 class SimulatedProvider:
-    """A stand-in PSP for development and tests: no money moves."""
+    """A stand-in PSP for development and tests: no money moves. Its "pay" route completes a
+    payment only for the order's buyer or their merchant (``Payments.payer_check``)."""
 
     name = "simulated"
 
@@ -132,6 +133,23 @@ class Payments:
             "amount_minor": order["amount"],
             "currency": order["currency"],
         }
+
+    async def payer_check(
+        self, tenant: str, user: str, reference: str, *, any_user: bool = False
+    ) -> None:
+        """NotFound unless ``reference`` is a payment of ``user``'s order in ``tenant`` (any
+        buyer's with ``any_user``): what a PSP's checkout page knows of who may pay."""
+        async with self.pool.acquire() as conn:
+            known = await conn.fetchval(
+                "select true from payments p join orders o on o.id = p.order_id"
+                " where p.reference = $1 and p.tenant_id = $2 and (o.user_id = $3 or $4)",
+                reference,
+                tenant,
+                user,
+                any_user,
+            )
+        if not known:
+            raise NotFound(f"payment {reference} not found")
 
     async def settle(self, body: bytes, signature: str | None) -> dict[str, str]:
         """Handle the provider's webhook: verify it, then mark the order paid or refund."""

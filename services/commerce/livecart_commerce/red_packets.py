@@ -16,23 +16,23 @@ import random
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from livecart.events.v1.commerce_pb2 import RedPacketCreated, RedPacketGrabbed
 from livecart_commerce.api import ADMIN, BUY
 from livecart_commerce.catalog import Currency
+from livecart_commerce.errors import refusals
 from livecart_commerce.events import append, event
 from livecart_commerce.idempotency import IdempotencyKey, fingerprint, once
 from livecart_core.auth import Principal, TokenAuthority, require
 from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, NotFound
+from livecart_core.rules import MONEY_MAX, RoomId
 
 MAX_SHARES = 10_000
-MAX_TOTAL_MINOR = 2**53 - 1  # the largest integer a JavaScript client reads exactly
 _RNG: random.Random = secrets.SystemRandom()
 
 
@@ -45,10 +45,12 @@ class RedPacketExpired(FailedPrecondition):
 
 
 class RedPacketIn(BaseModel):
-    room_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    total_minor: int = Field(gt=0, le=MAX_TOTAL_MINOR, description="in minor units of currency")
+    room_id: RoomId
+    total_minor: int = Field(
+        gt=0, le=MONEY_MAX, description="in minor units of currency; at least shares"
+    )
     currency: Currency
-    shares: int = Field(ge=1, le=MAX_SHARES)
+    shares: int = Field(ge=1, le=MAX_SHARES, description="at most total_minor")
     expires_in_s: int = Field(default=86_400, ge=1, le=7 * 86_400)
 
     @model_validator(mode="after")
@@ -133,8 +135,16 @@ async def get_red_packet(pool: asyncpg.Pool, tenant: str, red_packet_id: uuid.UU
     return RedPacket(**dict(row))
 
 
-async def grab(pool: asyncpg.Pool, tenant: str, red_packet_id: uuid.UUID, user: str) -> Grabbed:
-    """Claim one share for ``user``, or answer with the share they already hold."""
+async def grab(
+    pool: asyncpg.Pool,
+    tenant: str,
+    red_packet_id: uuid.UUID,
+    user: str,
+    *,
+    caller: Principal | None = None,
+) -> Grabbed:
+    """Claim one share for ``user``, or answer with the share they already hold; with
+    ``caller``, only when their token may act in the packet's room."""
     async with pool.acquire() as conn, conn.transaction():
         packet = await conn.fetchrow(
             "select room_id, currency, expires_at <= now() as expired, now() as now"
@@ -144,6 +154,8 @@ async def grab(pool: asyncpg.Pool, tenant: str, red_packet_id: uuid.UUID, user: 
         )
         if packet is None:
             raise NotFound(f"red packet {red_packet_id} not found")
+        if caller is not None:
+            caller.require_room(packet["room_id"])
         earlier = await _share_of(conn, red_packet_id, user)
         if earlier is not None:
             return earlier
@@ -230,29 +242,39 @@ def red_packet_routes(pool: asyncpg.Pool, tokens: TokenAuthority) -> APIRouter:
         "/red-packets",
         status_code=201,
         summary="Drop a red packet: an amount split at random into shares",
-        responses={422: {"description": "invalid body, e.g. total_minor below shares"}},
+        responses=refusals(
+            _422="invalid body (e.g. total_minor below shares), or idempotency_key_reused"
+        ),
     )
     async def create(
         body: RedPacketIn, key: IdempotencyKey, caller: Principal = admin
     ) -> RedPacket:
+        caller.require_room(body.room_id)
         return await once(
             pool, caller, key, fingerprint("red-packets", body), RedPacket,
             lambda conn: create_red_packet(conn, caller.tenant_id, caller.subject, body),
         )  # fmt: skip
 
-    @router.get("/red-packets/{red_packet_id}", summary="A red packet and the shares left")
+    @router.get(
+        "/red-packets/{red_packet_id}",
+        summary="A red packet and the shares left",
+        responses=refusals(_404="no such red packet for this tenant", _422="invalid red packet id"),
+    )
     async def get(red_packet_id: uuid.UUID, caller: Principal = buyer) -> RedPacket:
-        return await get_red_packet(pool, caller.tenant_id, red_packet_id)
+        packet = await get_red_packet(pool, caller.tenant_id, red_packet_id)
+        caller.require_room(packet.room_id)
+        return packet
 
     @router.post(
         "/red-packets/{red_packet_id}/grab",
         summary="Grab one share; grabbing again answers with the same share",
-        responses={
-            404: {"description": "no such red packet for this tenant"},
-            409: {"description": "red_packet_empty or red_packet_expired"},
-        },
+        responses=refusals(
+            _404="no such red packet for this tenant",
+            _409="red_packet_empty or red_packet_expired",
+            _422="invalid red packet id",
+        ),
     )
     async def grab_share(red_packet_id: uuid.UUID, caller: Principal = buyer) -> Grabbed:
-        return await grab(pool, caller.tenant_id, red_packet_id, caller.subject)
+        return await grab(pool, caller.tenant_id, red_packet_id, caller.subject, caller=caller)
 
     return router

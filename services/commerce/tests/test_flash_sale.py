@@ -105,6 +105,28 @@ async def test_limits_idempotency_and_refusals(commerce_db: Database) -> None:
     assert (await engine.reserve(missing)).outcome is Outcome.NOT_FOUND
 
 
+async def test_a_sold_out_sale_is_not_found_for_another_tenant(commerce_db: Database) -> None:
+    tenant = f"shop-{uuid.uuid4().hex[:8]}"
+    sale = await create_flash_sale(commerce_db.pool, tenant=tenant, quantity=1)
+    # A long recheck: every later batch takes the in-memory sold-out path.
+    engine = FlashSaleEngine(commerce_db.pool, sold_out_recheck_s=60)
+    taken = await engine.reserve(ReserveRequest(tenant, sale, "ann", 1, "a1"))
+    assert taken.outcome is Outcome.RESERVED
+    stranger = ReserveRequest("evil", sale, "eve", 1, "e1")
+    unknown = ReserveRequest("evil", uuid.uuid4(), "eve", 1, "e2")
+    assert (await engine.reserve(stranger)).outcome is Outcome.NOT_FOUND
+    assert (await engine.reserve(unknown)).outcome is Outcome.NOT_FOUND
+    # The stranger's request, batched with the owner's, still hears "not found".
+    both = await asyncio.gather(
+        engine.reserve(ReserveRequest("evil", sale, "eve", 1, "e3")),
+        engine.reserve(ReserveRequest(tenant, sale, "bob", 1, "b1")),
+        engine.reserve(ReserveRequest(tenant, sale, "ann", 1, "a1")),
+    )
+    assert [r.outcome for r in both] == [Outcome.NOT_FOUND, Outcome.SOLD_OUT, Outcome.RESERVED]
+    assert both[2].order_id == taken.order_id
+    assert taken.order is not None and taken.order.buyer_id == "ann"
+
+
 @pytest.mark.parametrize("coalesce", [True, False])
 async def test_concurrent_reservations_in_one_process(
     commerce_db: Database, coalesce: bool

@@ -33,10 +33,12 @@ async def test_reserve_over_grpc(stub: pb_grpc.CommerceServiceStub, commerce: ht
     ask = pb.ReserveFlashSaleRequest(flash_sale_id=sale, quantity=1, idempotency_key="g1")
     reply = await stub.ReserveFlashSale(ask, metadata=bearer("gina"))
     assert reply.unit_price_minor == 9900 and reply.currency == "USD"
+    assert reply.buyer_id == "gina"
     again = await stub.ReserveFlashSale(ask, metadata=bearer("gina"))
     assert again.order_id == reply.order_id
     seen = await stub.GetFlashSale(pb.GetFlashSaleRequest(flash_sale_id=sale), metadata=bearer("x"))
     assert seen.flash_sale.remaining == 0
+    assert seen.flash_sale.payment_timeout_s == 0  # none of its own: the tenant's default
 
     with pytest.raises(grpc.aio.AioRpcError) as sold_out:
         other = pb.ReserveFlashSaleRequest(flash_sale_id=sale, quantity=1, idempotency_key="h1")

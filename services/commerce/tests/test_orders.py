@@ -336,7 +336,7 @@ def test_orders_list_per_buyer_and_for_the_merchant(shop: Shop, commerce: httpx.
     page = commerce.get("/v1/orders?limit=2", headers=shop.buyer("ann")).json()
     assert [o["id"] for o in page["orders"]] == made["ann"][:0:-1]  # newest first
     rest = commerce.get(
-        "/v1/orders", params={"limit": 2, "before": page["next_before"]}, headers=shop.buyer("ann")
+        "/v1/orders", params={"limit": 2, "cursor": page["next_cursor"]}, headers=shop.buyer("ann")
     ).json()
     assert [o["id"] for o in rest["orders"]] == [made["ann"][0]]
     everyone = commerce.get("/v1/orders", headers=shop.merchant).json()["orders"]

@@ -108,3 +108,23 @@ async def test_money_after_expiry_is_refunded_not_double_sold(
         assert await conn.fetchval(
             "select remaining from flash_sales where id = $1::uuid", sale
         ) == 1  # fmt: skip
+
+
+def test_the_simulated_provider_pays_only_for_the_payer(commerce: httpx.Client) -> None:
+    _, sale = new_sale(commerce, quantity=1)
+    ann, order = reserve(commerce, sale, f"ann-{sale}")
+    reference = commerce.post(f"/v1/orders/{order}/payments", headers=ann).json()["reference"]
+    url = f"/v1/simulated-provider/payments/{reference}/complete"
+    for stranger in (
+        auth("shop-z", "eve", "commerce:buy", "commerce:admin"),  # another tenant
+        auth("shop-a", f"bob-{sale}", "commerce:buy"),  # another buyer of the tenant
+    ):
+        for status in ("succeeded", "failed"):
+            refused = commerce.post(url, params={"status": status}, headers=stranger)
+            assert refused.status_code == 404 and refused.json()["error"] == "not_found"
+    assert commerce.get(f"/v1/orders/{order}", headers=ann).json()["state"] == "reserved"
+    odd = commerce.post(url, params={"status": "maybe"}, headers=ann)
+    assert odd.status_code == 422 and odd.json()["error"] == "invalid_argument"
+    done = commerce.post(url, headers=ann)
+    assert done.status_code == 200 and done.json()["webhook"]["state"] == "succeeded"
+    assert commerce.get(f"/v1/orders/{order}", headers=ann).json()["state"] == "paid"

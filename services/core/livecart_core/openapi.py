@@ -23,6 +23,27 @@ class ErrorBody(BaseModel):
 
 ERROR_BODY: dict[str, Any] = {"model": ErrorBody}
 
+# What any secured route can answer beside its own refusals.
+_ANY_ROUTE: dict[int, str] = {
+    400: "a malformed request, e.g. a body that is not JSON",
+    401: "missing, invalid or expired token",
+    403: "the token lacks the scope, or is bound to another room",
+}
+
+
+def refusals(**by_status: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: its own refusals (``_404="..."``) and those of any secured
+    route (400, 401, 403), each with the error body, described for this route."""
+    described = dict(_ANY_ROUTE)
+    for key, text in by_status.items():
+        status = int(key.lstrip("_"))
+        described[status] = f"{text}; or {described[status]}" if status == 400 else text
+    return {
+        status: {"model": ErrorBody, "description": text}
+        for status, text in sorted(described.items())
+    }
+
+
 _ANY = {
     "400": "The request breaks an input rule (text, numbers, ids)",
     "414": "The URL is too long",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints
 
 from livecart_core.errors import InvalidArgument
 
@@ -105,3 +106,15 @@ def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
             else:
                 stack.extend((child, depth + 1) for child in item)
     return None
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall between the years 1 and 9999 in UTC") from None
+
+
+# A moment in time, with its UTC offset (a time without one means different things to different
+# clients), that stays within the years 1 to 9999 once in UTC, as Python and Postgres hold it.
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+livecart/commerce/v1/commerce_service.proto\x12\x14livecart.commerce.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x17ReserveFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\x88\x01\n\x18ReserveFlashSaleResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10unit_price_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x13GetFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\"K\n\x14GetFlashSaleResponse\x12\x33\n\nflash_sale\x18\x01 \x01(\x0b\x32\x1f.livecart.commerce.v1.FlashSale\"\xec\x01\n\tFlashSale\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x18\n\x10sale_price_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x11\n\tremaining\x18\x06 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x07 \x01(\x05\x12-\n\tstarts_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"D\n\x12GetProductResponse\x12.\n\x07product\x18\x01 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\"*\n\x17GetPinnedProductRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\"\x89\x01\n\x18GetPinnedProductResponse\x12\x0e\n\x06pinned\x18\x01 \x01(\x08\x12.\n\x07product\x18\x02 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\x12-\n\tpinned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06images\x18\x04 \x03(\t\x12\'\n\x04skus\x18\x05 \x03(\x0b\x32\x19.livecart.commerce.v1.Sku\x12\x30\n\x08shipping\x18\x06 \x01(\x0b\x32\x1e.livecart.commerce.v1.Shipping\x12.\n\x07returns\x18\x07 \x01(\x0b\x32\x1d.livecart.commerce.v1.Returns\x12&\n\x03\x66\x61q\x18\x08 \x03(\x0b\x32\x19.livecart.commerce.v1.Faq\"\xb9\x01\n\x03Sku\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprice_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05stock\x18\x04 \x01(\x05\x12=\n\nattributes\x18\x05 \x03(\x0b\x32).livecart.commerce.v1.Sku.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x08Shipping\x12\x12\n\nships_from\x18\x01 \x01(\t\x12\x10\n\x08min_days\x18\x02 \x01(\x05\x12\x10\n\x08max_days\x18\x03 \x01(\x05\x12\x11\n\tfee_minor\x18\x04 \x01(\x03\"@\n\x07Returns\x12\x13\n\x0bwindow_days\x18\x01 \x01(\x05\x12\x0c\n\x04\x66ree\x18\x02 \x01(\x08\x12\x12\n\nconditions\x18\x03 \x01(\t\"\'\n\x03\x46\x61q\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t2\xbf\x03\n\x0f\x43ommerceService\x12q\n\x10ReserveFlashSale\x12-.livecart.commerce.v1.ReserveFlashSaleRequest\x1a..livecart.commerce.v1.ReserveFlashSaleResponse\x12\x65\n\x0cGetFlashSale\x12).livecart.commerce.v1.GetFlashSaleRequest\x1a*.livecart.commerce.v1.GetFlashSaleResponse\x12_\n\nGetProduct\x12\'.livecart.commerce.v1.GetProductRequest\x1a(.livecart.commerce.v1.GetProductResponse\x12q\n\x10GetPinnedProduct\x12-.livecart.commerce.v1.GetPinnedProductRequest\x1a..livecart.commerce.v1.GetPinnedProductResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+livecart/commerce/v1/commerce_service.proto\x12\x14livecart.commerce.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x17ReserveFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\x9a\x01\n\x18ReserveFlashSaleResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10unit_price_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62uyer_id\x18\x05 \x01(\t\",\n\x13GetFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\"K\n\x14GetFlashSaleResponse\x12\x33\n\nflash_sale\x18\x01 \x01(\x0b\x32\x1f.livecart.commerce.v1.FlashSale\"\x87\x02\n\tFlashSale\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x18\n\x10sale_price_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x11\n\tremaining\x18\x06 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x07 \x01(\x05\x12-\n\tstarts_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11payment_timeout_s\x18\n \x01(\x05\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"D\n\x12GetProductResponse\x12.\n\x07product\x18\x01 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\"*\n\x17GetPinnedProductRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\"\x89\x01\n\x18GetPinnedProductResponse\x12\x0e\n\x06pinned\x18\x01 \x01(\x08\x12.\n\x07product\x18\x02 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\x12-\n\tpinned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06images\x18\x04 \x03(\t\x12\'\n\x04skus\x18\x05 \x03(\x0b\x32\x19.livecart.commerce.v1.Sku\x12\x30\n\x08shipping\x18\x06 \x01(\x0b\x32\x1e.livecart.commerce.v1.Shipping\x12.\n\x07returns\x18\x07 \x01(\x0b\x32\x1d.livecart.commerce.v1.Returns\x12&\n\x03\x66\x61q\x18\x08 \x03(\x0b\x32\x19.livecart.commerce.v1.Faq\"\xb9\x01\n\x03Sku\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprice_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05stock\x18\x04 \x01(\x05\x12=\n\nattributes\x18\x05 \x03(\x0b\x32).livecart.commerce.v1.Sku.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x08Shipping\x12\x12\n\nships_from\x18\x01 \x01(\t\x12\x10\n\x08min_days\x18\x02 \x01(\x05\x12\x10\n\x08max_days\x18\x03 \x01(\x05\x12\x11\n\tfee_minor\x18\x04 \x01(\x03\"@\n\x07Returns\x12\x13\n\x0bwindow_days\x18\x01 \x01(\x05\x12\x0c\n\x04\x66ree\x18\x02 \x01(\x08\x12\x12\n\nconditions\x18\x03 \x01(\t\"\'\n\x03\x46\x61q\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t2\xbf\x03\n\x0f\x43ommerceService\x12q\n\x10ReserveFlashSale\x12-.livecart.commerce.v1.ReserveFlashSaleRequest\x1a..livecart.commerce.v1.ReserveFlashSaleResponse\x12\x65\n\x0cGetFlashSale\x12).livecart.commerce.v1.GetFlashSaleRequest\x1a*.livecart.commerce.v1.GetFlashSaleResponse\x12_\n\nGetProduct\x12\'.livecart.commerce.v1.GetProductRequest\x1a(.livecart.commerce.v1.GetProductResponse\x12q\n\x10GetPinnedProduct\x12-.livecart.commerce.v1.GetPinnedProductRequest\x1a..livecart.commerce.v1.GetPinnedProductResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,33 +37,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVEFLASHSALEREQUEST']._serialized_start=102
   _globals['_RESERVEFLASHSALEREQUEST']._serialized_end=193
   _globals['_RESERVEFLASHSALERESPONSE']._serialized_start=196
-  _globals['_RESERVEFLASHSALERESPONSE']._serialized_end=332
-  _globals['_GETFLASHSALEREQUEST']._serialized_start=334
-  _globals['_GETFLASHSALEREQUEST']._serialized_end=378
-  _globals['_GETFLASHSALERESPONSE']._serialized_start=380
-  _globals['_GETFLASHSALERESPONSE']._serialized_end=455
-  _globals['_FLASHSALE']._serialized_start=458
-  _globals['_FLASHSALE']._serialized_end=694
-  _globals['_GETPRODUCTREQUEST']._serialized_start=696
-  _globals['_GETPRODUCTREQUEST']._serialized_end=735
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=737
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=805
-  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_start=807
-  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_end=849
-  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_start=852
-  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_end=989
-  _globals['_PRODUCT']._serialized_start=992
-  _globals['_PRODUCT']._serialized_end=1244
-  _globals['_SKU']._serialized_start=1247
-  _globals['_SKU']._serialized_end=1432
-  _globals['_SKU_ATTRIBUTESENTRY']._serialized_start=1383
-  _globals['_SKU_ATTRIBUTESENTRY']._serialized_end=1432
-  _globals['_SHIPPING']._serialized_start=1434
-  _globals['_SHIPPING']._serialized_end=1519
-  _globals['_RETURNS']._serialized_start=1521
-  _globals['_RETURNS']._serialized_end=1585
-  _globals['_FAQ']._serialized_start=1587
-  _globals['_FAQ']._serialized_end=1626
-  _globals['_COMMERCESERVICE']._serialized_start=1629
-  _globals['_COMMERCESERVICE']._serialized_end=2076
+  _globals['_RESERVEFLASHSALERESPONSE']._serialized_end=350
+  _globals['_GETFLASHSALEREQUEST']._serialized_start=352
+  _globals['_GETFLASHSALEREQUEST']._serialized_end=396
+  _globals['_GETFLASHSALERESPONSE']._serialized_start=398
+  _globals['_GETFLASHSALERESPONSE']._serialized_end=473
+  _globals['_FLASHSALE']._serialized_start=476
+  _globals['_FLASHSALE']._serialized_end=739
+  _globals['_GETPRODUCTREQUEST']._serialized_start=741
+  _globals['_GETPRODUCTREQUEST']._serialized_end=780
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=782
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=850
+  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_start=852
+  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_end=894
+  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_start=897
+  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_end=1034
+  _globals['_PRODUCT']._serialized_start=1037
+  _globals['_PRODUCT']._serialized_end=1289
+  _globals['_SKU']._serialized_start=1292
+  _globals['_SKU']._serialized_end=1477
+  _globals['_SKU_ATTRIBUTESENTRY']._serialized_start=1428
+  _globals['_SKU_ATTRIBUTESENTRY']._serialized_end=1477
+  _globals['_SHIPPING']._serialized_start=1479
+  _globals['_SHIPPING']._serialized_end=1564
+  _globals['_RETURNS']._serialized_start=1566
+  _globals['_RETURNS']._serialized_end=1630
+  _globals['_FAQ']._serialized_start=1632
+  _globals['_FAQ']._serialized_end=1671
+  _globals['_COMMERCESERVICE']._serialized_start=1674
+  _globals['_COMMERCESERVICE']._serialized_end=2121
 # @@protoc_insertion_point(module_scope)

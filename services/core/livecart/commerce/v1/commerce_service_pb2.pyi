@@ -20,16 +20,18 @@ class ReserveFlashSaleRequest(_message.Message):
     def __init__(self, flash_sale_id: _Optional[str] = ..., quantity: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ReserveFlashSaleResponse(_message.Message):
-    __slots__ = ("order_id", "unit_price_minor", "currency", "expires_at")
+    __slots__ = ("order_id", "unit_price_minor", "currency", "expires_at", "buyer_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    BUYER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     unit_price_minor: int
     currency: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, order_id: _Optional[str] = ..., unit_price_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    buyer_id: str
+    def __init__(self, order_id: _Optional[str] = ..., unit_price_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., buyer_id: _Optional[str] = ...) -> None: ...
 
 class GetFlashSaleRequest(_message.Message):
     __slots__ = ("flash_sale_id",)
@@ -44,7 +46,7 @@ class GetFlashSaleResponse(_message.Message):
     def __init__(self, flash_sale: _Optional[_Union[FlashSale, _Mapping]] = ...) -> None: ...
 
 class FlashSale(_message.Message):
-    __slots__ = ("id", "sku_id", "sale_price_minor", "currency", "quantity", "remaining", "per_user_limit", "starts_at", "ends_at")
+    __slots__ = ("id", "sku_id", "sale_price_minor", "currency", "quantity", "remaining", "per_user_limit", "starts_at", "ends_at", "payment_timeout_s")
     ID_FIELD_NUMBER: _ClassVar[int]
     SKU_ID_FIELD_NUMBER: _ClassVar[int]
     SALE_PRICE_MINOR_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +56,7 @@ class FlashSale(_message.Message):
     PER_USER_LIMIT_FIELD_NUMBER: _ClassVar[int]
     STARTS_AT_FIELD_NUMBER: _ClassVar[int]
     ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     id: str
     sku_id: str
     sale_price_minor: int
@@ -63,7 +66,8 @@ class FlashSale(_message.Message):
     per_user_limit: int
     starts_at: _timestamp_pb2.Timestamp
     ends_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., sku_id: _Optional[str] = ..., sale_price_minor: _Optional[int] = ..., currency: _Optional[str] = ..., quantity: _Optional[int] = ..., remaining: _Optional[int] = ..., per_user_limit: _Optional[int] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    payment_timeout_s: int
+    def __init__(self, id: _Optional[str] = ..., sku_id: _Optional[str] = ..., sale_price_minor: _Optional[int] = ..., currency: _Optional[str] = ..., quantity: _Optional[int] = ..., remaining: _Optional[int] = ..., per_user_limit: _Optional[int] = ..., starts_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_timeout_s: _Optional[int] = ...) -> None: ...
 
 class GetProductRequest(_message.Message):
     __slots__ = ("product_id",)
