@@ -566,9 +566,14 @@ class RawSender:
         if header.ssrc != rewriter.source:
             if self.transport.state != "connected":
                 return False  # keep the keyframe wait for when it can be sent
+            # A later start of the keyframe (H.264: the IDR slice after the packet with its
+            # SPS and PPS) is no place to begin: the decoder would lack the parameter sets
+            # and the viewer would wait for the next keyframe. It replays from the first.
+            first = self.stream.keyframe_sequence
+            late_start = keyframe_start and first is not None and header.sequence != first
+            if (late_start or not keyframe_start) and may_replay and self._replay_gop(header):
+                return True
             if not keyframe_start:
-                if may_replay and self._replay_gop(header):
-                    return True
                 await self._on_keyframe_request(self)
                 return False
             delta = 0 if rewriter.source is None else self._elapsed_units()
