@@ -15,8 +15,8 @@ from aiortc.rtcrtpsender import RTCRtpSender
 
 from livecart_media import testing, webrtc
 from livecart_media.rtp.header import RtpHeader
-from livecart_media.whipwhep import RoomKey
 from livecart_media.testing import until
+from livecart_media.whipwhep import RoomKey
 from livecart_relay.rooms import MediaRoom, SubscriberSession
 
 pytestmark = pytest.mark.timeout(90)
