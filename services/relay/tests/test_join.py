@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
+from prometheus_client import REGISTRY
 
 from livecart_media import testing, webrtc
 from livecart_media.rtp.header import RtpHeader
@@ -21,6 +22,7 @@ from livecart_relay.rooms import MediaRoom, SubscriberSession
 
 pytestmark = pytest.mark.timeout(90)
 
+WAITS = "livecart_relay_viewer_keyframe_waits_total"
 JoinPoint = Callable[[webrtc.ForwardedStream, RtpHeader, bool], bool]
 """Whether a video packet (stream, header, keyframe start) is where a new viewer joins."""
 
@@ -29,6 +31,10 @@ JoinPoint = Callable[[webrtc.ForwardedStream, RtpHeader, bool], bool]
 def loopback_only() -> Iterator[None]:
     with webrtc.pinned_host_addresses(["127.0.0.1"]):
         yield
+
+
+def keyframe_waits() -> float:
+    return REGISTRY.get_sample_value(WAITS) or 0.0
 
 
 class LateJoinRoom(MediaRoom):
@@ -160,6 +166,7 @@ async def test_a_viewer_joining_during_a_keyframe_starts_on_it(
     (session,) = stage.room.holding
     sender = session.subscriber.senders["video"]
     await until(lambda: sender.transport.state == "connected", "the late viewer's DTLS")
+    waits = keyframe_waits()
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         # The keyframe it joins in (aiortc's encoder makes one only when asked).
@@ -168,6 +175,7 @@ async def test_a_viewer_joining_during_a_keyframe_starts_on_it(
         await until(late.has(5), "the late viewer's frames", timeout_s=10)
     assert not stage.room.holding
     assert tap.keyframe_requests == requests  # it started on that keyframe, not a new one
+    assert keyframe_waits() == waits
     assert "failed to decode" not in caplog.text
 
 
@@ -176,7 +184,7 @@ async def test_joins_at_random_points_of_the_gop_start_on_the_cached_keyframe(
 ) -> None:
     tap = await stage.start()
     assert await tap.request_keyframe()  # one GOP from here on: no more keyframes come
-    requests = tap.keyframe_requests
+    requests, waits = tap.keyframe_requests, keyframe_waits()
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         for pause in (0.05, 0.3, 0.7):
@@ -185,4 +193,16 @@ async def test_joins_at_random_points_of_the_gop_start_on_the_cached_keyframe(
             await until(late.has(3), "a late viewer's frames", timeout_s=10)
             assert stage.room.sessions  # still watching
     assert tap.keyframe_requests == requests
+    assert keyframe_waits() == waits
     assert "failed to decode" not in caplog.text
+
+
+async def test_a_viewer_with_no_keyframe_to_start_on_is_counted_as_waiting_once(
+    stage: Stage,
+) -> None:
+    tap = await stage.start()
+    tap.streams["video"].keyframe_sequence = None  # as when it has left the cache
+    waits = keyframe_waits()
+    late = await stage.watch()
+    await until(late.has(5), "the late viewer's frames")  # on the keyframe its PLI got
+    assert keyframe_waits() == waits + 1
