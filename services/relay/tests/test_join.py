@@ -1,7 +1,7 @@
 """Where a new viewer's video starts: an aiortc publisher sends H.264 (a keyframe is its
-parameter sets, then the IDR picture over many packets), and a late viewer's first packet
-is chosen to land at each point of a keyframe, as when its DTLS comes up just then. Each
-must start on that keyframe at once, without asking the publisher for another."""
+parameter sets, then the IDR picture over many packets). A late viewer starts on the cached
+GOP as soon as its connection is up; one whose first packet lands at any point of a keyframe
+starts on that keyframe at once. Neither asks the publisher for another keyframe."""
 
 from __future__ import annotations
 
@@ -161,6 +161,9 @@ async def test_a_viewer_joining_during_a_keyframe_starts_on_it(
     stage: Stage, join_at: JoinPoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     tap = await stage.start()
+    # Nothing cached to replay when its connection comes up (as when the GOP is longer
+    # than a replay may be): the chosen packet is the first its sender sees.
+    tap.streams["video"].keyframe_sequence = None
     stage.room.join_at = join_at
     late = await stage.watch()
     (session,) = stage.room.holding
@@ -206,3 +209,18 @@ async def test_a_viewer_with_no_keyframe_to_start_on_is_counted_as_waiting_once(
     late = await stage.watch()
     await until(late.has(5), "the late viewer's frames")  # on the keyframe its PLI got
     assert keyframe_waits() == waits + 1
+
+
+async def test_a_viewer_gets_the_cached_gop_as_soon_as_its_connection_is_up(
+    stage: Stage,
+) -> None:
+    tap = await stage.start()
+    stage.room.join_at = lambda stream, header, start: False  # no live video reaches it
+    requests, waits = tap.keyframe_requests, keyframe_waits()
+    late = await stage.watch()
+    (session,) = stage.room.holding
+    sender = session.subscriber.senders["video"]
+    # Not at the source's next packet (a frame interval away, or longer in a lull).
+    await until(late.has(1), "the late viewer's first frame, from the cache alone")
+    assert sender.replayed > 0
+    assert tap.keyframe_requests == requests and keyframe_waits() == waits
