@@ -33,9 +33,14 @@ counts are rates over its own interval. Figures (`name=value unit` lines):
   worth of those packets ÷ the feed's packets per second; ``relay_vs_janus_ratio``: Janus's
   CPU per packet ÷ ours (above 1: we spend less). ``…_us_per_extra_subscriber_packet``: the
   least-squares slope of CPU over packets across the N, the cost of one more viewer.
-- ``first_frame_p50_ms``/``_p95_ms`` (``janus_first_frame_…``): from the WHEP POST (Janus: the
-  ``watch`` request) to the first decoded video frame at one aiortc viewer that decodes,
-  ``--first-frames`` tries at random points of the GOP, before the load starts.
+- ``first_frame_p50_ms``/``_p95_ms``/``_max_ms`` (``janus_first_frame_…``): from the WHEP POST
+  (Janus: the ``watch`` request) to the first decoded video frame at one aiortc viewer that
+  decodes, ``first_frame_tries`` (``--first-frames``) tries at random points of the GOP, once
+  the feed flows (a try before its first keyframe would time the feeder's start-up) and
+  before the load starts. Joins that missed the cached GOP, counts that do not depend on
+  the machine's load: ``first_frame_undecodable_starts`` (the viewer got video it could not
+  decode before its first picture) and ``first_frame_keyframe_waits`` (the relay's
+  ``livecart_relay_viewer_keyframe_waits_total``: viewers it had no keyframe to start on).
 - ``platform_latency_p50_ms_nN``/``_p95_ms_nN`` at ``--latency-subscribers`` (1 and 20): from
   the relay's ``livecart_relay_platform_latency_seconds`` histogram over the window: a video
   frame's last packet, from entering ingest (the feeder's stamp in the header extension) to
@@ -44,8 +49,10 @@ counts are rates over its own interval. Figures (`name=value unit` lines):
     uv run python bench/media.py [--subscribers 10,25,50] [--latency-subscribers 1,20]
         [--seconds 10] [--only relay|janus] [--relay-workers 1]
 
-``--relay-workers N`` runs the relay with ``LIVECART_WORKERS=N`` (a front and N forwarding
-processes: the CPU is summed over all of them, the latency histogram over their labels).
+``--only relay --subscribers '' --latency-subscribers ''`` measures the relay's first frames
+alone (about 1 s a try). ``--relay-workers N`` runs the relay with ``LIVECART_WORKERS=N`` (a
+front and N forwarding processes: the CPU is summed over all of them, the latency histogram
+over their labels).
 
 About 4 minutes on 2 cores. Needs root (network namespace) and ``make janus`` for Janus.
 """
@@ -108,6 +115,7 @@ VIDEO_CLOCK, AUDIO_CLOCK = 90_000, 48_000
 OPUS_FRAME = 960  # 20 ms
 H264_FMTP = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
 LATENCY_METRIC = "livecart_relay_platform_latency_seconds"
+KEYFRAME_WAITS = "livecart_relay_viewer_keyframe_waits_total"
 CACHE = Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart")) / "media-bench"
 
 
@@ -455,8 +463,16 @@ async def generator_main(spec: dict[str, Any]) -> None:
         await pc.close()
 
 
-async def first_frame_ms(http: httpx.AsyncClient, target: Target) -> float:
-    """From the WHEP POST (Janus: the watch) to the first decoded video frame, one viewer."""
+@dataclass(frozen=True, slots=True)
+class FirstFrame:
+    ms: float
+    """From the WHEP POST (Janus: the watch) to the first decoded video frame."""
+    undecodable_start: bool
+    """The viewer got video it could not decode first: it waited for a later keyframe."""
+
+
+async def first_frame(http: httpx.AsyncClient, target: Target) -> FirstFrame:
+    """One viewer's first decoded video frame, and whether it was the first picture it got."""
     pc = peer()
     video: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
 
@@ -468,10 +484,33 @@ async def first_frame_ms(http: httpx.AsyncClient, target: Target) -> float:
     try:
         with webrtc.pinned_host_addresses([target.ice]):
             started = await view(http, target, pc, lambda pc: None)
-        await asyncio.wait_for((await video).recv(), 20)
-        return 1000 * (time.monotonic() - started)
+        frame = await asyncio.wait_for((await video).recv(), 20)
+        ms = 1000 * (time.monotonic() - started)
+        # aiortc numbers a track's frames from the first picture its jitter buffer put
+        # together, pts 0: a later one means the pictures before would not decode.
+        return FirstFrame(ms, frame.pts != 0)
     finally:
         await pc.close()
+
+
+async def until_fed(feeder: asyncio.subprocess.Process, timeout_s: float = 30.0) -> None:
+    """Wait until the feeder has sent video (its loop starts on a keyframe), so that no
+    first-frame try joins before the server has a keyframe to start it on."""
+    deadline = time.monotonic() + timeout_s
+    while not (await ask(feeder, {"op": "mark"}))["received"]["video"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the feeder sent no video in {timeout_s:g} s")
+        await asyncio.sleep(0.05)
+
+
+def counter(text: str, name: str) -> float | None:
+    """A Prometheus counter's value, summed over label sets; None if absent."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        metric, _, value = line.rpartition(" ")
+        if metric == name or metric.startswith(name + "{"):
+            total, seen = total + float(value), True
+    return total if seen else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -774,7 +813,8 @@ class Window:
 
 @dataclass
 class SideResult:
-    first_frames_ms: list[float]
+    first_frames: list[FirstFrame]
+    keyframe_waits: int | None  # the relay's count of viewers that missed the replay
     windows: list[Window]
 
 
@@ -789,7 +829,7 @@ async def running(server: Server, max_viewers: int) -> AsyncIterator[Server]:
 
 async def run_side(server: Server, media_path: Path, args: argparse.Namespace,
                    counts: list[int], latency_counts: set[int]) -> SideResult:  # fmt: skip
-    async with running(server, max(counts)):
+    async with running(server, max(counts, default=1)):
         video_to, audio_to = await server.feed_to()
         feeder = await child(
             "feeder", {"media": str(media_path), "video": video_to, "audio": audio_to}
@@ -798,17 +838,23 @@ async def run_side(server: Server, media_path: Path, args: argparse.Namespace,
         try:
             target = server.target()
             first_frames = []
+            await until_fed(feeder)
+            waits_before = counter(await server.metrics(), KEYFRAME_WAITS)
             async with httpx.AsyncClient(timeout=20) as http:
                 for _ in range(args.first_frames):
                     await asyncio.sleep(random.uniform(0.2, args.gop_s + 0.2))
-                    first_frames.append(await first_frame_ms(http, target))
+                    first_frames.append(await first_frame(http, target))
+            waits_after = counter(await server.metrics(), KEYFRAME_WAITS)
+            waits = None
+            if waits_before is not None and waits_after is not None:
+                waits = round(waits_after - waits_before)
             windows = []
             for n in counts:
                 await add_viewers(generators, n, target, args.per_process)
                 await asyncio.sleep(args.warmup)
                 windows.append(await measure(server, feeder, generators, n, args.seconds,
                                              n in latency_counts))  # fmt: skip
-            return SideResult(first_frames, windows)
+            return SideResult(first_frames, waits, windows)
         except Exception as exc:
             raise SystemExit(f"{server.name}: {exc!r}\n--- log ---\n{server.log_tail()}") from exc
         finally:
@@ -931,10 +977,16 @@ def slope_us(windows: Sequence[Window]) -> float | None:
 
 def report(name: str, result: SideResult, media: Media, cpu_counts: list[int]) -> None:
     prefix = "" if name == "relay" else "janus_"
-    if result.first_frames_ms:
-        frames = result.first_frames_ms
+    if result.first_frames:
+        frames = [f.ms for f in result.first_frames]
+        undecodable = sum(f.undecodable_start for f in result.first_frames)
+        print(f"{prefix}first_frame_tries={len(frames)} joins")
         print(f"{prefix}first_frame_p50_ms={percentile(frames, 0.5):.0f} ms")
         print(f"{prefix}first_frame_p95_ms={percentile(frames, 0.95):.0f} ms")
+        print(f"{prefix}first_frame_max_ms={max(frames):.0f} ms")
+        print(f"{prefix}first_frame_undecodable_starts={undecodable} joins")
+        if result.keyframe_waits is not None:
+            print(f"{prefix}first_frame_keyframe_waits={result.keyframe_waits} joins")
     for w in result.windows:
         delivered = 100 * w.packets_per_s / (w.viewers * sum(w.fed.values()))
         delivered_video = 100 * w.received["video"] / (w.viewers * w.fed["video"])
@@ -973,7 +1025,7 @@ async def main() -> None:
     parser.add_argument("--only", choices=["relay", "janus"])
     parser.add_argument("--relay-workers", type=int, default=1, help="LIVECART_WORKERS")
     args = parser.parse_args()
-    cpu_counts = sorted({int(n) for n in args.subscribers.split(",")})
+    cpu_counts = sorted({int(n) for n in args.subscribers.split(",") if n})
     latency_counts = {int(n) for n in args.latency_subscribers.split(",") if n}
     media_path = cached_media(args.media_seconds, args.gop_s, args.bitrate)
     media = load_media(media_path)

@@ -531,6 +531,8 @@ class RawSender:
         self._backlog: deque[bytes] = deque()
         self._replaying: asyncio.Future[None] | None = None
         sender._send_rtcp = self._send_rtcp_reports  # type: ignore[method-assign]
+        if stream.kind == "video":
+            self.transport.on("statechange", self._replay_once_connected)
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -566,9 +568,15 @@ class RawSender:
         if header.ssrc != rewriter.source:
             if self.transport.state != "connected":
                 return False  # keep the keyframe wait for when it can be sent
+            # A later start of the keyframe (H.264: the IDR slice after the packet with its
+            # SPS and PPS) is no place to begin: the decoder would lack the parameter sets
+            # and the viewer would wait for the next keyframe. It replays from the first.
+            first = self.stream.keyframe_sequence
+            late_start = keyframe_start and first is not None and header.sequence != first
+            replay = (late_start or not keyframe_start) and may_replay
+            if replay and self._replay_gop(header.ssrc, header.sequence):
+                return True
             if not keyframe_start:
-                if may_replay and self._replay_gop(header):
-                    return True
                 await self._on_keyframe_request(self)
                 return False
             delta = 0 if rewriter.source is None else self._elapsed_units()
@@ -606,18 +614,32 @@ class RawSender:
         self.octets += header.payload_end - header.payload_offset
         return bytes(out)
 
-    def _replay_gop(self, live: RtpHeader) -> bool:
+    def _replay_once_connected(self) -> None:
+        # The transport's state changed. Once it is up, replay at once rather than at the
+        # source's next packet, which may be a frame interval (or an audio-only lull) away.
+        stream, newest = self.stream, self.stream.cache.newest
+        if (
+            self.transport._state is _DTLS_CONNECTED
+            and self.waiting_for_keyframe
+            and self._replaying is None
+            and stream.ssrc is not None
+            and newest is not None
+        ):
+            self._replay_gop(stream.ssrc, newest)
+
+    def _replay_gop(self, ssrc: int, through: int) -> bool:
         """Start a video subscriber at once on the cached packets from the latest keyframe
-        through `live` (already cached), rather than waiting for the next keyframe: its
-        first picture comes within a round trip, not within a keyframe interval.
+        through sequence number `through` of source `ssrc`, rather than waiting for the
+        next keyframe: its first picture comes within a round trip, not within a keyframe
+        interval.
 
         The replay is paced (`_REPLAY_BURST` packets, then `_REPLAY_GAP_S`): a whole GOP at
         once would overflow the viewer's receive buffer. Live packets queue behind it."""
         stream = self.stream
         first = stream.keyframe_sequence
-        if first is None or live.ssrc != stream.ssrc:
+        if first is None or ssrc != stream.ssrc:
             return False
-        count = (live.sequence - first) & 0xFFFF
+        count = (through - first) & 0xFFFF
         if count >= _REPLAY_MAX or stream.cache.get(first) is None:
             return False
         cached = (stream.cache.get((first + offset) & 0xFFFF) for offset in range(count + 1))

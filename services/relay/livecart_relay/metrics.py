@@ -22,5 +22,18 @@ VIEWER_CLOSES = Counter(
     "Viewers the relay closed, by reason",
     ["reason"],
 )
+KEYFRAME_WAITS = Counter(
+    "livecart_relay_viewer_keyframe_waits_total",
+    "New viewers that found no cached keyframe to start on and waited for a new one",
+)
 
-COLLECTORS = (ROOMS, VIEWERS, PIPES, PIPE_PACKETS, PIPE_DROPPED, PLATFORM_LATENCY, VIEWER_CLOSES)
+COLLECTORS = (
+    ROOMS,
+    VIEWERS,
+    PIPES,
+    PIPE_PACKETS,
+    PIPE_DROPPED,
+    PLATFORM_LATENCY,
+    VIEWER_CLOSES,
+    KEYFRAME_WAITS,
+)

@@ -101,6 +101,7 @@ class MediaRoom:
         """When the room lost its source without the stream ending (None: it has one)."""
         self._targets: _Targets = {}
         self._keyframes = KeyframeRequests(keyframe_interval)
+        self._waited: weakref.WeakSet[RawSender] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[object]] = set()
 
     @property
@@ -225,6 +226,11 @@ class MediaRoom:
             task.cancel()
 
     async def _on_keyframe_request(self, sender: RawSender) -> None:
+        if sender.waiting_for_keyframe and sender not in self._waited:
+            # A new viewer that could not start on the cached GOP: it waits for the
+            # keyframe this asks for (a keyframe interval, if the publisher ignores PLIs).
+            self._waited.add(sender)
+            metrics.KEYFRAME_WAITS.inc()
         kind = sender.stream.kind
         if self.source is not None and self._keyframes.should_forward(kind, time.monotonic()):
             self._spawn(self.source.request_keyframe(kind))

@@ -54,6 +54,11 @@ class PacketCache:
         self._unwrapped[slot] = extended
         self._packets[slot] = packet
 
+    @property
+    def newest(self) -> int | None:
+        """The highest sequence number kept so far (RFC 3550 §A.1 order), None when empty."""
+        return self._highest & _SEQ_MASK if self._started else None
+
     def get(self, sequence: int) -> bytes | None:
         """The packet kept under `sequence`, or None if it is too old or was never seen."""
         if not self._started:
