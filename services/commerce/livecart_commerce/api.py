@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from livecart_commerce import carts, catalog, lineup, orders, tenant_settings
 from livecart_commerce.errors import (
@@ -86,7 +86,7 @@ class ReservationIn(BaseModel):
 
 
 class RefundIn(BaseModel):
-    restock: bool = Field(default=True, description="put the units back into the SKUs' stock")
+    restock: StrictBool = Field(default=True, description="put the units back into the SKUs' stock")
 
 
 class Empty(BaseModel):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 import asyncpg
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, StrictBool, StringConstraints, model_validator
 
 from livecart_commerce.errors import NotEnoughStock
 from livecart_commerce.flash_sale import MAX_UNITS_PER_RESERVATION
@@ -48,7 +48,7 @@ class Shipping(BaseModel):
 
 class Returns(BaseModel):
     window_days: int = Field(ge=0, le=365, description="0: no returns")
-    free: bool = Field(default=False, description="the merchant pays return shipping")
+    free: StrictBool = Field(default=False, description="the merchant pays return shipping")
     conditions: str = Field(default="", max_length=2000)
 
 
