@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from livecart_core.bus.base import (
+    HANDLER_ATTEMPTS,
     Event,
     EventBus,
     Handler,
@@ -45,10 +46,16 @@ class KafkaBus(EventBus):
     backend = "kafka"
 
     def __init__(
-        self, bootstrap: str, *, partitions: int = 8, connect_timeout_s: float = 10.0
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 8,
+        connect_timeout_s: float = 10.0,
+        handler_attempts: int = HANDLER_ATTEMPTS,
     ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
+        self.handler_attempts = handler_attempts
         self.connect_timeout_s = connect_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -237,7 +244,7 @@ class _KafkaSubscription(Subscription):
                         partition=record.partition,
                         offset=record.offset,
                     )
-                    await deliver(self.bus.backend, self.group, event, self.handler)
+                    await deliver(self.bus, self.group, event, self.handler)
                 if self.commit:
                     await self._commit(tp, records[-1].offset + 1)
 

@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from livecart_core.bus.base import (
+    HANDLER_ATTEMPTS,
     Event,
     EventBus,
     Handler,
@@ -51,8 +52,9 @@ class _Group:
 class MemoryBus(EventBus):
     backend = "memory"
 
-    def __init__(self, partitions: int = 8) -> None:
+    def __init__(self, partitions: int = 8, *, handler_attempts: int = HANDLER_ATTEMPTS) -> None:
         self.partitions = partitions
+        self.handler_attempts = handler_attempts
         self._logs: dict[str, list[list[Event]]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = asyncio.Condition()
@@ -202,7 +204,7 @@ class _MemberSubscription(Subscription):
                 for event in entries[start : start + BATCH]:
                     if self.state.generation != generation:
                         break
-                    await deliver(bus.backend, self.group, event, self.handler)
+                    await deliver(bus, self.group, event, self.handler)
                     self.offsets[(topic, p)] = event.offset + 1
                     progressed = True
             if not progressed:
