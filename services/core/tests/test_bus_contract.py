@@ -242,7 +242,9 @@ def dead_letters(bus: EventBus, name: str, group: str) -> float:
 async def test_an_event_that_keeps_failing_is_dead_lettered_and_its_partition_moves_on(
     bus: EventBus,
 ) -> None:
-    name, group, handled, letters = topic(), f"dl-{uuid.uuid4().hex[:6]}", [], []
+    name, group = topic(), f"dl-{uuid.uuid4().hex[:6]}"
+    handled: list[bytes] = []
+    letters: list[Event] = []
     attempts: dict[bytes, int] = {}
 
     async def picky(event: Event) -> None:
@@ -282,7 +284,10 @@ async def test_an_event_that_keeps_failing_is_dead_lettered_and_its_partition_mo
 
 
 async def test_a_poison_event_is_dead_lettered_at_the_first_failure(bus: EventBus) -> None:
-    name, group, handled, letters, attempts = topic(), "poison", [], [], []
+    name, group = topic(), "poison"
+    handled: list[bytes] = []
+    letters: list[Event] = []
+    attempts: list[bytes] = []
 
     async def strict(event: Event) -> None:
         attempts.append(event.value)

@@ -26,11 +26,11 @@ class PoisonEvent(Exception):
     the reason."""
 
 
-# asyncpg's InterfaceError is also "the connection is closed"; these subclasses are the
-# caller's mistake with this very input, and repeating it cannot help.
+# asyncpg's InterfaceError is also "the connection is closed"; the subclasses that are also
+# ValueError (a query argument it cannot encode) and these are about the very input, and
+# repeating it cannot help.
 _ASYNCPG_INPUT_ERRORS = (
-    asyncpg.exceptions.DataError,
-    asyncpg.exceptions.ClientConfigurationError,
+    ValueError,
     asyncpg.exceptions.UnsupportedClientFeatureError,
     asyncpg.exceptions.UnsupportedServerFeatureError,
 )
