@@ -34,7 +34,6 @@ from livecart_core.metrics import BUS_PUBLISHED
 from livecart_core.telemetry import inject_headers
 
 log = logging.getLogger("livecart.bus.memory")
-BATCH = 256
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -193,22 +192,37 @@ class _MemberSubscription(Subscription):
         return {tp: self.offsets.get(tp, 0) for tp in self.assignment}
 
     async def run(self) -> None:
-        bus = self.bus
+        """Keep one lane per owned partition, as the group's membership changes."""
+        lanes: dict[TopicPartition, asyncio.Task[None]] = {}
+        try:
+            while True:
+                seen = self.bus._version
+                owned = self.assignment
+                for tp in owned - lanes.keys():
+                    lanes[tp] = asyncio.create_task(self._lane(tp), name=f"bus-memory-{tp}")
+                gone = [lanes.pop(tp) for tp in lanes.keys() - owned]
+                for task in gone:
+                    task.cancel()  # what it had not committed, the partition's new owner reads
+                await asyncio.gather(*gone, return_exceptions=True)
+                await self.bus._wait_past(seen)
+        finally:
+            for task in lanes.values():
+                task.cancel()
+            await asyncio.gather(*lanes.values(), return_exceptions=True)
+
+    async def _lane(self, tp: TopicPartition) -> None:
+        """One partition's events in order: a retried event holds up this partition only."""
+        bus, (topic, p) = self.bus, tp
         while True:
             seen = bus._version
-            generation = self.state.generation
-            progressed = False
-            for topic, p in sorted(self.assignment):
-                entries = bus._log(topic)[p]
-                start = self.offsets.get((topic, p), 0)
-                for event in entries[start : start + BATCH]:
-                    if self.state.generation != generation:
-                        break
-                    await deliver(bus, self.group, event, self.handler)
-                    self.offsets[(topic, p)] = event.offset + 1
-                    progressed = True
-            if not progressed:
+            entries = bus._log(topic)[p]
+            start = self.offsets.get(tp, 0)
+            if start >= len(entries):
                 await bus._wait_past(seen)
+                continue
+            event = entries[start]
+            await deliver(bus, self.group, event, self.handler)
+            self.offsets[tp] = event.offset + 1
 
     async def stop(self) -> None:
         if self in self.state.members:
