@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from livecart_core.bus import (
@@ -354,3 +355,36 @@ async def test_a_retrying_partition_does_not_hold_up_the_others(bus: EventBus) -
     healed.set()
     await eventually(lambda: stuck in handled)
     await sub.stop()
+
+
+async def test_a_kafka_record_whose_key_is_not_utf8_is_dead_lettered_intact(
+    kafka_broker: Any,
+) -> None:
+    bus = KafkaBus(kafka_broker.bootstrap, partitions=8)
+    await bus.start()
+    name, handled, letters = topic(), [], []
+
+    async def text_keys_only(event: Event) -> None:
+        if not event.key.isprintable():
+            raise PoisonEvent("the key is not text")
+        handled.append(event.key)
+
+    await bus.ensure_topics([name])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+    await producer.start()
+    try:  # written by a client that is not this bus
+        await producer.send_and_wait(name, b"raw", key=b"\xff\xfe", partition=0)
+        await producer.send_and_wait(name, b"fine", key=b"room-1", partition=0)
+    finally:
+        await producer.stop()
+    sub = await bus.subscribe(name, "raw-keys", text_keys_only)
+    reader = await bus.subscribe(dead_letter_topic(name), "dl-reader", recorder(letters))
+    try:
+        await eventually(lambda: handled and letters)
+        assert handled == ["room-1"]
+        assert letters[0].key.encode("utf-8", "surrogateescape") == b"\xff\xfe"
+        assert letters[0].value == b"raw"
+    finally:
+        await sub.stop()
+        await reader.stop()
+        await bus.stop()
