@@ -211,7 +211,7 @@ async def deliver(bus: EventBus, group: str, event: Event, handler: Handler) -> 
                 raise
             except Exception as exc:
                 failed = exc
-            if failed is not None and not is_transient(failed):
+            if failed is not None and (is_poison(failed) or not is_transient(failed)):
                 not_transient = bus.handler_attempts if is_poison(failed) else not_transient + 1
                 if not_transient >= bus.handler_attempts:
                     # Published inside the span: the dead letter stays in the event's trace.
