@@ -172,6 +172,13 @@ def publish_span(topic: str) -> trace.Span:
     return tracer("livecart.bus").start_span(f"publish {topic}", kind=trace.SpanKind.PRODUCER)
 
 
+def count_from_zero(backend: str, topics: Iterable[str], group: str) -> None:
+    """Export a subscription's dead-letter count before its first: Prometheus' ``increase()``
+    sees no rise in a series that is born at 1, and the alert on it would never fire."""
+    for topic in topics:
+        BUS_DEAD_LETTERS.labels(backend, topic, group)
+
+
 def dead_letter_topic(topic: str) -> str:
     """Where the events of ``topic`` that can never be handled go."""
     return topic + DEAD_LETTER_SUFFIX

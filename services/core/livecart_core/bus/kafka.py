@@ -35,6 +35,7 @@ from livecart_core.bus.base import (
     Handler,
     Outgoing,
     Subscription,
+    count_from_zero,
     deliver,
     encode,
     publish_span,
@@ -190,6 +191,7 @@ class KafkaBus(EventBus):
     ) -> Subscription:
         names = [topics] if isinstance(topics, str) else list(topics)
         await self.ensure_topics(names)
+        count_from_zero(self.backend, names, group)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=group,

@@ -26,6 +26,7 @@ from livecart_core.bus.base import (
     Outgoing,
     Subscription,
     TopicPartition,
+    count_from_zero,
     deliver,
     encode,
     publish_span,
@@ -141,6 +142,7 @@ class MemoryBus(EventBus):
     ) -> Subscription:
         names = [topics] if isinstance(topics, str) else list(topics)
         state = self._groups.setdefault(group, _Group())
+        count_from_zero(self.backend, names, group)
         for topic in names:
             for p, entries in enumerate(self._log(topic)):
                 start = 0 if from_beginning else len(entries)
