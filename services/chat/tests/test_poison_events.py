@@ -33,10 +33,12 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
         server.stop()
 
 
-async def stored_event_ids(url: str, tenant: str) -> list[str]:
+async def stored_event_ids(url: str, tenants: list[str]) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("select event_id from chat.events where tenant_id = $1", tenant)
+        rows = await conn.fetch(
+            "select event_id from chat.events where tenant_id = any($1::text[])", tenants
+        )
     finally:
         await conn.close()
     return [r["event_id"] for r in rows]
@@ -58,7 +60,7 @@ def dead_letters_counted(node: ServiceProcess) -> float:
 async def test_a_poison_event_is_dead_lettered_while_an_outage_is_waited_out(
     kafka_broker: KafkaBroker, own_postgres: EmbeddedPostgres
 ) -> None:
-    tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+    tenant, other_tenant = (f"tenant-{uuid.uuid4().hex[:8]}" for _ in range(2))
     rooms = [f"room-{i}" for i in range(12)]
     poison = events.system(tenant, rooms[0], "note", {"a": "\ud800"}, "test", None)
     node = ServiceProcess(
@@ -83,10 +85,11 @@ async def test_a_poison_event_is_dead_lettered_while_an_outage_is_waited_out(
         sent: list[str] = []
 
         async def comment_in_every_room(text: str) -> None:
-            for room in rooms:
-                event = events.comment(tenant, room, "u1", "Ann", text)
-                await bus.publish(events.TOPIC, events.room_key(tenant, room), event)
-                sent.append(event.event_id)
+            for shop in (tenant, other_tenant):
+                for room in rooms:
+                    event = events.comment(shop, room, "u1", "Ann", text)
+                    await bus.publish(events.TOPIC, events.room_key(shop, room), event)
+                    sent.append(event.event_id)
 
         await comment_in_every_room("before")
         # Published raw, past the producers' validation: history cannot encode the surrogate.
@@ -98,11 +101,13 @@ async def test_a_poison_event_is_dead_lettered_while_an_outage_is_waited_out(
         await asyncio.to_thread(own_postgres.start)
 
         deadline = asyncio.get_running_loop().time() + 60
-        while sorted(await stored_event_ids(own_postgres.url, tenant)) != sorted(sent):
+        while sorted(await stored_event_ids(own_postgres.url, [tenant, other_tenant])) != sorted(
+            sent
+        ):
             assert asyncio.get_running_loop().time() < deadline, "history lost events"
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # would anything be stored twice, or dead-lettered late?
-        stored = await stored_event_ids(own_postgres.url, tenant)
+        stored = await stored_event_ids(own_postgres.url, [tenant, other_tenant])
         assert sorted(stored) == sorted(sent)
         assert len({partition_for(events.room_key(tenant, r), 8) for r in rooms}) > 1
 
