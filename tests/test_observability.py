@@ -125,7 +125,10 @@ def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
                 "interval": "1m",
                 "input_series": [
                     # Born at 0 when the group subscribed: the first dead letter is a rise.
-                    {"series": series % ("chat.messages", "chat-history"), "values": "0 0 0 1+0x30"},
+                    {
+                        "series": series % ("chat.messages", "chat-history"),
+                        "values": "0 0 0 1+0x30",
+                    },
                     {"series": series % ("commerce.events", "chat-commerce"), "values": "0x30"},
                 ],
                 "alert_rule_test": [
