@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client import REGISTRY
 
 from livecart_core.bus import (
@@ -389,3 +391,44 @@ async def test_a_kafka_record_whose_key_is_not_utf8_is_dead_lettered_intact(
         await sub.stop()
         await reader.stop()
         await bus.stop()
+
+
+async def test_a_dead_letter_kafka_refuses_is_retried_until_it_is_taken(
+    kafka_broker: Any,
+) -> None:
+    name, handled, letters = topic(), [], []
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    # The dead-letter topic refuses the event (too large for it) until an operator raises the
+    # limit: the bus must hold the event, neither committing it nor dropping it.
+    await admin.create_topics(
+        [NewTopic(dead_letter_topic(name), 8, 1, topic_configs={"max.message.bytes": "64"})]
+    )
+    bus = KafkaBus(kafka_broker.bootstrap, partitions=8)
+    await bus.start()
+
+    async def refuse_big(event: Event) -> None:
+        if len(event.value) > 100:
+            raise PoisonEvent("too big to handle")
+        handled.append(event.value)
+
+    try:
+        await bus.publish(name, "k", b"x" * 500)
+        await bus.publish(name, "k", b"after")
+        sub = await bus.subscribe(name, "refused-letter", refuse_big)
+        reader = await bus.subscribe(dead_letter_topic(name), "dl-reader", recorder(letters))
+        await asyncio.sleep(3)
+        assert handled == [] and letters == []
+        assert dead_letters(bus, name, "refused-letter") == 0
+        raised = {"max.message.bytes": "1048588"}
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, dead_letter_topic(name), raised)]
+        )
+        await eventually(lambda: handled and letters)
+        assert handled == [b"after"] and [e.value for e in letters] == [b"x" * 500]
+        assert dead_letters(bus, name, "refused-letter") == 1
+        await sub.stop()
+        await reader.stop()
+    finally:
+        await bus.stop()
+        await admin.close()
