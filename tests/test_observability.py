@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
+import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,3 +79,69 @@ def test_every_metric_and_label_queried_is_exported(
             family = metric.removesuffix("_bucket").removesuffix("_total")
             wanted = {label.strip() for label in grouping.split(",")}
             assert wanted <= families[family], f"{wanted} not all labels of {family}"
+
+
+def find_promtool() -> str:
+    """promtool on PATH (Debian's ``prometheus`` package ships it), else in $LIVECART_CACHE/bin."""
+    on_path = shutil.which("promtool")
+    if on_path:
+        return on_path
+    cache = Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart"))
+    built = cache / "bin" / "promtool"
+    if os.access(built, os.X_OK):
+        return str(built)
+    pytest.fail(
+        f"promtool is not on PATH nor at {built}: `apt-get install prometheus`", pytrace=False
+    )
+
+
+def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
+    rules = DEPLOY / "prometheus" / "livecart-rules.yml"
+    series = 'livecart_bus_dead_letters_total{backend="kafka",topic="%s",group="%s"}'
+    alert = {
+        "alertname": "LivecartEventsDeadLettered",
+        "eval_time": "5m",
+        "exp_alerts": [
+            {
+                "exp_labels": {
+                    "severity": "ticket",
+                    "group": "chat-history",
+                    "topic": "chat.messages",
+                },
+                "exp_annotations": {
+                    "summary": "consumer group chat-history dead-lettered events of chat.messages",
+                    "description": yaml.safe_load(rules.read_text())["groups"][0]["rules"][-1][
+                        "annotations"
+                    ]["description"].replace("{{ $labels.topic }}", "chat.messages"),
+                },
+            }
+        ],
+    }
+    unit = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # Born at 0 when the group subscribed: the first dead letter is a rise.
+                    {
+                        "series": series % ("chat.messages", "chat-history"),
+                        "values": "0 0 0 1+0x30",
+                    },
+                    {"series": series % ("commerce.events", "chat-commerce"), "values": "0x30"},
+                ],
+                "alert_rule_test": [
+                    {"alertname": "LivecartEventsDeadLettered", "eval_time": "2m"},
+                    alert,
+                    # A quarter of an hour with no new dead letter: it resolves by itself.
+                    {"alertname": "LivecartEventsDeadLettered", "eval_time": "25m"},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "dead-letters.yml").write_text(yaml.safe_dump(unit))
+    promtool = find_promtool()
+    for args in (["check", "rules", str(rules)], ["test", "rules", "dead-letters.yml"]):
+        run = subprocess.run([promtool, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr

@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from livecart.events.v1.chat_pb2 import ChatEvent
 from livecart_chat import events
 from livecart_chat.rooms import Room
-from livecart_core.bus import Event
+from livecart_core.bus import Event, PoisonEvent
 
 log = logging.getLogger("livecart.chat.history")
 
@@ -30,21 +30,29 @@ class History:
         self.pool = pool
 
     async def write(self, message: Event) -> None:
-        """The ``chat-history`` handler: one event, stored with its effects and progress."""
+        """The ``chat-history`` handler: one event, stored with its effects and progress.
+
+        An event that can never be stored still advances the partition's progress (so
+        ``complete_through`` does not wait on it) and is then refused with ``PoisonEvent``,
+        which dead-letters it; a database that is away raises what asyncpg raises, and the bus
+        retries that until it is back.
+        """
+        refused: str | None = None
         try:
-            event = message.decode(ChatEvent)
+            event: ChatEvent | None = message.decode(ChatEvent)
         except DecodeError:
-            log.warning("chat event skipped: not a ChatEvent", extra={"offset": message.offset})
-            event = None
+            event, refused = None, "not a ChatEvent"
+        if event is not None and not (event.tenant_id and event.room_id):
+            refused = "no tenant or room"
         async with self.pool.acquire() as conn, conn.transaction():
-            if event is not None and event.tenant_id and event.room_id:
+            if event is not None and refused is None:
                 try:
                     async with conn.transaction():
                         await self._store(conn, event, message.offset + 1)
-                except asyncpg.DataError as exc:
-                    # Values Postgres cannot hold (a NUL in a text): retrying cannot help, and
-                    # would hold up the partition's history.
-                    log.warning("chat event not stored", extra={"why": repr(exc)})
+                except (asyncpg.DataError, ValueError) as exc:
+                    # Values Postgres cannot hold (a NUL, a lone surrogate): retrying cannot
+                    # help, and would hold up the partition's history.
+                    refused = f"cannot be stored: {exc!r}"
             await conn.execute(
                 "insert into history_progress (partition, next_offset) values ($1, $2)"
                 " on conflict (partition) do update set next_offset = excluded.next_offset"
@@ -52,6 +60,8 @@ class History:
                 message.partition,
                 message.offset + 1,
             )
+        if refused is not None:
+            raise PoisonEvent(f"chat event {refused}")
 
     async def _store(self, conn: asyncpg.Connection, event: ChatEvent, seq: int) -> None:
         tenant, room, at = event.tenant_id, event.room_id, events.sent_at(event)

@@ -38,7 +38,7 @@ from livecart_commerce.errors import NotEnoughStock, refusals
 from livecart_commerce.events import append, event
 from livecart_commerce.idempotency import IdempotencyKey, fingerprint, once
 from livecart_core.auth import Principal, TokenAuthority, require
-from livecart_core.bus import Event, Handler
+from livecart_core.bus import Event, Handler, PoisonEvent
 from livecart_core.db import Executor, connection
 from livecart_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from livecart_core.rules import Instant, RoomId
@@ -256,29 +256,26 @@ async def enter(db: Executor, chat: ChatEvent) -> int:
 
 
 def chat_entries(pool: asyncpg.Pool) -> Handler:
-    """The ``chat.messages`` handler. An event that cannot be read or stored is logged and
-    skipped: retrying it would hold up every later comment of its partition."""
+    """The ``chat.messages`` handler. A comment that cannot be read or stored is refused with
+    ``PoisonEvent``, which dead-letters it (retrying would hold up every later comment of its
+    partition); a database that is away is retried by the bus until it is back."""
 
     async def handle(message: Event) -> None:
-        where = {"partition": message.partition, "offset": message.offset}
         try:
             chat = message.decode(ChatEvent)
         except DecodeError:
-            log.warning("chat event skipped: not a ChatEvent", extra=where)
-            return
+            raise PoisonEvent("not a ChatEvent") from None
         if chat.WhichOneof("body") != "comment":
             return
         if not (chat.tenant_id and chat.room_id and chat.comment.user_id):
-            log.warning("chat comment skipped: no tenant, room or user", extra=where)
-            return
+            raise PoisonEvent("chat comment has no tenant, room or user")
         if not chat.HasField("sent_at"):
-            log.warning("chat comment skipped: no sent_at", extra=where)
-            return
+            raise PoisonEvent("chat comment has no sent_at")
         try:
             await enter(pool, chat)
         except (asyncpg.DataError, ValueError, OverflowError) as exc:
             # A NUL in the text (Postgres text cannot hold one) or a sent_at out of range.
-            log.warning("chat comment skipped: cannot be stored", extra={**where, "why": repr(exc)})
+            raise PoisonEvent(f"chat comment cannot be stored: {exc!r}") from exc
 
     return handle
 

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from livecart.events.v1.chat_pb2 import ChatEvent, Comment
 from livecart.events.v1.commerce_pb2 import CommerceEvent
 from livecart_commerce.lottery import CHAT_TOPIC, draw
-from livecart_core.bus import KafkaBus
+from livecart_core.bus import Event, KafkaBus, dead_letter_topic
 from livecart_core.db import Database
 from livecart_core.localinfra.kafka import KafkaBroker
 
@@ -108,6 +108,28 @@ class Chat:
 
     async def publish(self, room: str, payload: bytes | ChatEvent) -> None:
         await self.bus.publish(CHAT_TOPIC, room, payload)
+
+
+async def refused(chat: Chat, room: str, count: int = 2) -> list[Event]:
+    """The dead letters the lottery's consumer wrote for ``room``, once there are ``count``."""
+    letters: list[Event] = []
+
+    async def keep(letter: Event) -> None:
+        if letter.key == room and letter.header("dead-letter-group") == b"commerce-lottery":
+            letters.append(letter)
+
+    reader = await chat.bus.subscribe(
+        dead_letter_topic(CHAT_TOPIC), f"reader-{uuid.uuid4().hex[:8]}", keep
+    )
+
+    async def all_there() -> bool:
+        return len(letters) >= count
+
+    try:
+        await eventually(all_there)
+    finally:
+        await reader.stop()
+    return letters
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 20.0) -> T:
@@ -237,6 +259,9 @@ async def test_keyword_comments_in_the_window_enter_once_and_the_draw_can_be_red
     entered = ["Bob", "ann", "émile"]  # code point order, as the draw sorts (no language's)
     await eventually(lambda: entrants_are(lottery["id"], entered))
     assert (await shop.lottery(lottery["id"]))["entrants"] == 3
+    reasons = [letter.header("dead-letter-reason") or b"" for letter in await refused(chat, room)]
+    assert reasons[0] == b"not a ChatEvent"
+    assert reasons[1].startswith(b"chat comment cannot be stored: CharacterNotInRepertoireError")
     first = await shop.entrants(lottery["id"], limit=2)
     assert first == {"user_ids": ["Bob", "ann"], "next_after": "ann"}
     rest = await shop.entrants(lottery["id"], limit=2, after="ann")

@@ -27,4 +27,9 @@ BUS_HANDLER_FAILURES = Counter(
     "Handler attempts that raised (the event is retried)",
     ["backend", "topic", "group"],
 )
+BUS_DEAD_LETTERS = Counter(
+    "livecart_bus_dead_letters_total",
+    "Events that can never be handled, published to <topic>.dead-letter and committed",
+    ["backend", "topic", "group"],
+)
 SERVICE_READY = Gauge("livecart_service_ready", "1 when the service is ready", ["service"])

@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_connect_timeout_s: float = Field(default=10.0, gt=0)
     kafka_topic_partitions: int = Field(default=8, ge=1)
+    # Non-transient handler failures before an event is dead-lettered (bus/base.py).
+    bus_handler_attempts: int = Field(default=5, ge=1, le=1000)
 
     database_url: str | None = None
     database_pool_size: int = Field(default=10, ge=1)

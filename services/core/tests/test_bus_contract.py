@@ -9,8 +9,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from prometheus_client import REGISTRY
 
-from livecart_core.bus import Event, EventBus, KafkaBus, MemoryBus, Outgoing
+from livecart_core.bus import (
+    DEAD_LETTER_HEADERS,
+    Event,
+    EventBus,
+    KafkaBus,
+    MemoryBus,
+    Outgoing,
+    PoisonEvent,
+    Transient,
+    dead_letter_topic,
+)
+from livecart_core.bus.memory import partition_for
 
 
 @pytest.fixture(params=["memory", "kafka"])
@@ -104,7 +119,7 @@ async def test_an_event_not_committed_before_a_crash_is_delivered_again(bus: Eve
 
     async def broken(event: Event) -> None:
         attempts.append(event.value)
-        raise RuntimeError("handler bug")
+        raise Transient("the database is away")
 
     await bus.publish(name, "k", b"precious")
     sub = await bus.subscribe(name, "crash", broken)
@@ -220,3 +235,200 @@ async def test_a_member_that_does_not_commit_leaves_the_group_where_it_was(bus: 
     await eventually(lambda: len(second) == 5)  # nothing was committed: all of it again
     assert [e.value for e in second] == [e.value for e in first]
     await again.stop()
+
+
+def dead_letters(bus: EventBus, name: str, group: str) -> float | None:
+    """The exported count; None when the series does not exist (an alert would miss its rise)."""
+    labels = {"backend": bus.backend, "topic": name, "group": group}
+    return REGISTRY.get_sample_value("livecart_bus_dead_letters_total", labels)
+
+
+async def test_an_event_that_keeps_failing_is_dead_lettered_and_its_partition_moves_on(
+    bus: EventBus,
+) -> None:
+    name, group = topic(), f"dl-{uuid.uuid4().hex[:6]}"
+    handled: list[bytes] = []
+    letters: list[Event] = []
+    attempts: dict[bytes, int] = {}
+
+    async def picky(event: Event) -> None:
+        attempts[event.value] = attempts.get(event.value, 0) + 1
+        if event.value == b"poison":
+            raise ValueError("cannot store \ud800")
+        handled.append(event.value)
+
+    for value in (b"0", b"1", b"poison", b"2", b"3"):
+        await bus.publish(name, "one-key", value, headers=[("tenant", b"acme")])
+    sub = await bus.subscribe(name, group, picky)
+    reader = await bus.subscribe(dead_letter_topic(name), "dl-reader", recorder(letters))
+    await eventually(lambda: len(handled) >= 4 and len(letters) >= 1)
+    assert handled == [b"0", b"1", b"2", b"3"]
+    assert attempts[b"poison"] == bus.handler_attempts
+    letter = letters[0]
+    assert (letter.key, letter.value, letter.header("tenant")) == ("one-key", b"poison", b"acme")
+    assert {h: letter.header(h) for h in DEAD_LETTER_HEADERS} == {
+        "dead-letter-topic": name.encode(),
+        "dead-letter-group": group.encode(),
+        "dead-letter-partition": str(partition_for("one-key", 8)).encode(),
+        "dead-letter-offset": b"2",
+        "dead-letter-error": b"ValueError",
+        "dead-letter-reason": b"cannot store \\ud800",
+        "dead-letter-attempts": str(bus.handler_attempts).encode(),
+    }
+    assert dead_letters(bus, name, group) == 1
+    await sub.stop()
+    await asyncio.sleep(0.3)  # the dead letter was committed: a restart does not see it again
+    again: list[Event] = []
+    sub = await bus.subscribe(name, group, recorder(again))
+    await bus.publish(name, "one-key", b"4")
+    await eventually(lambda: len(again) >= 1)
+    assert [e.value for e in again] == [b"4"]
+    await sub.stop()
+    await reader.stop()
+
+
+async def test_a_poison_event_is_dead_lettered_at_the_first_failure(bus: EventBus) -> None:
+    name, group = topic(), "poison"
+    handled: list[bytes] = []
+    letters: list[Event] = []
+    attempts: list[bytes] = []
+
+    async def strict(event: Event) -> None:
+        attempts.append(event.value)
+        if event.value == b"garbage":
+            raise PoisonEvent("not a ChatEvent")
+        handled.append(event.value)
+
+    for value in (b"garbage", b"fine"):
+        await bus.publish(name, "k", value)
+    sub = await bus.subscribe(name, group, strict)
+    reader = await bus.subscribe(dead_letter_topic(name), "dl-reader", recorder(letters))
+    await eventually(lambda: handled and letters)
+    assert attempts == [b"garbage", b"fine"]
+    assert letters[0].header("dead-letter-error") == b"PoisonEvent"
+    assert letters[0].header("dead-letter-reason") == b"not a ChatEvent"
+    await sub.stop()
+    await reader.stop()
+
+
+@pytest.mark.parametrize("outage", [Transient, ConnectionRefusedError, TimeoutError])
+async def test_a_transient_failure_is_retried_past_the_attempt_bound(
+    bus: EventBus, outage: type[Exception]
+) -> None:
+    name, group, handled = topic(), f"outage-{uuid.uuid4().hex[:6]}", []
+    failures = 0
+
+    async def behind_an_outage(event: Event) -> None:
+        nonlocal failures
+        if event.value == b"1" and failures < bus.handler_attempts + 3:
+            failures += 1
+            raise outage("the database is away")
+        handled.append(event.value)
+
+    for value in (b"0", b"1", b"2"):
+        await bus.publish(name, "k", value)
+    sub = await bus.subscribe(name, group, behind_an_outage)
+    await eventually(lambda: len(handled) >= 3)
+    assert handled == [b"0", b"1", b"2"]
+    assert failures == bus.handler_attempts + 3
+    assert dead_letters(bus, name, group) == 0
+    await sub.stop()
+
+
+async def test_a_retrying_partition_does_not_hold_up_the_others(bus: EventBus) -> None:
+    name, handled = topic(), []
+    stuck = "room-stuck"
+    others = [k for k in (f"room-{i}" for i in range(40)) if
+              partition_for(k, 8) != partition_for(stuck, 8)][:10]  # fmt: skip
+    healed = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        if event.key == stuck and not healed.is_set():
+            raise Transient("this room's store is away")
+        handled.append(event.key)
+
+    await bus.publish(name, stuck, b"first")
+    sub = await bus.subscribe(name, "independent", handle)
+    await sub.positions()
+    await asyncio.sleep(0.3)  # the stuck event is being retried
+    for key in others:
+        await bus.publish(name, key, b"later")
+    await eventually(lambda: len(handled) >= len(others), timeout_s=10)
+    assert sorted(handled) == sorted(others)
+    healed.set()
+    await eventually(lambda: stuck in handled)
+    await sub.stop()
+
+
+async def test_a_kafka_record_whose_key_is_not_utf8_is_dead_lettered_intact(
+    kafka_broker: Any,
+) -> None:
+    bus = KafkaBus(kafka_broker.bootstrap, partitions=8)
+    await bus.start()
+    name, handled, letters = topic(), [], []
+
+    async def text_keys_only(event: Event) -> None:
+        if not event.key.isprintable():
+            raise PoisonEvent("the key is not text")
+        handled.append(event.key)
+
+    await bus.ensure_topics([name])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+    await producer.start()
+    try:  # written by a client that is not this bus
+        await producer.send_and_wait(name, b"raw", key=b"\xff\xfe", partition=0)
+        await producer.send_and_wait(name, b"fine", key=b"room-1", partition=0)
+    finally:
+        await producer.stop()
+    sub = await bus.subscribe(name, "raw-keys", text_keys_only)
+    reader = await bus.subscribe(dead_letter_topic(name), "dl-reader", recorder(letters))
+    try:
+        await eventually(lambda: handled and letters)
+        assert handled == ["room-1"]
+        assert letters[0].key.encode("utf-8", "surrogateescape") == b"\xff\xfe"
+        assert letters[0].value == b"raw"
+    finally:
+        await sub.stop()
+        await reader.stop()
+        await bus.stop()
+
+
+async def test_a_dead_letter_kafka_refuses_is_retried_until_it_is_taken(
+    kafka_broker: Any,
+) -> None:
+    name, handled, letters = topic(), [], []
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    # The dead-letter topic refuses the event (too large for it) until an operator raises the
+    # limit: the bus must hold the event, neither committing it nor dropping it.
+    await admin.create_topics(
+        [NewTopic(dead_letter_topic(name), 8, 1, topic_configs={"max.message.bytes": "64"})]
+    )
+    bus = KafkaBus(kafka_broker.bootstrap, partitions=8)
+    await bus.start()
+
+    async def refuse_big(event: Event) -> None:
+        if len(event.value) > 100:
+            raise PoisonEvent("too big to handle")
+        handled.append(event.value)
+
+    try:
+        await bus.publish(name, "k", b"x" * 500)
+        await bus.publish(name, "k", b"after")
+        sub = await bus.subscribe(name, "refused-letter", refuse_big)
+        reader = await bus.subscribe(dead_letter_topic(name), "dl-reader", recorder(letters))
+        await asyncio.sleep(3)
+        assert handled == [] and letters == []
+        assert dead_letters(bus, name, "refused-letter") == 0
+        raised = {"max.message.bytes": "1048588"}
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, dead_letter_topic(name), raised)]
+        )
+        await eventually(lambda: handled and letters)
+        assert handled == [b"after"] and [e.value for e in letters] == [b"x" * 500]
+        assert dead_letters(bus, name, "refused-letter") == 1
+        await sub.stop()
+        await reader.stop()
+    finally:
+        await bus.stop()
+        await admin.close()

@@ -1,8 +1,11 @@
 """Event bus on Apache Kafka through aiokafka (asyncio-native; chosen by bench/bus.py).
 
 Producer: idempotent, acks=all. Consumers: one aiokafka consumer per subscription, auto-commit
-off; offsets are committed per partition after the handler has returned for every record of
-the batch, so a crash or restart re-delivers rather than loses.
+off. The consumer's fetch loop hands each partition's records to that partition's own lane (a
+task), so an event being retried holds up its partition only; a lane with ``LANE_BATCHES``
+batches waiting pauses its partition's fetching until it catches up. A lane commits after
+the handler has returned for every record of a batch, so a crash or restart re-delivers
+rather than loses; a rebalance cancels the lanes of the partitions it takes away.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
@@ -21,15 +24,18 @@ from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
 )
+from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import Message
 from opentelemetry import trace
 
 from livecart_core.bus.base import (
+    HANDLER_ATTEMPTS,
     Event,
     EventBus,
     Handler,
     Outgoing,
     Subscription,
+    count_from_zero,
     deliver,
     encode,
     publish_span,
@@ -39,16 +45,27 @@ from livecart_core.metrics import BUS_PUBLISHED
 from livecart_core.telemetry import inject_headers
 
 log = logging.getLogger("livecart.bus.kafka")
+LANE_BATCHES = 4
+# Keys are text on this bus, but a record from elsewhere may carry any bytes: they survive the
+# round trip to a dead letter instead of stopping the consumer.
+KEY_ERRORS = "surrogateescape"
+Batches = asyncio.Queue[list[ConsumerRecord]]
 
 
 class KafkaBus(EventBus):
     backend = "kafka"
 
     def __init__(
-        self, bootstrap: str, *, partitions: int = 8, connect_timeout_s: float = 10.0
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 8,
+        connect_timeout_s: float = 10.0,
+        handler_attempts: int = HANDLER_ATTEMPTS,
     ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
+        self.handler_attempts = handler_attempts
         self.connect_timeout_s = connect_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -135,7 +152,7 @@ class KafkaBus(EventBus):
             await self._producer.send_and_wait(
                 topic,
                 encode(value),
-                key=key.encode(),
+                key=key.encode("utf-8", KEY_ERRORS),
                 headers=[*headers, *inject_headers()],
             )
         BUS_PUBLISHED.labels(self.backend, topic).inc()
@@ -152,7 +169,10 @@ class KafkaBus(EventBus):
             # send() only queues (it waits when the buffer is full); the acks come per batch.
             acks = [
                 await self._producer.send(
-                    e.topic, encode(e.value), key=e.key.encode(), headers=[*e.headers, *context]
+                    e.topic,
+                    encode(e.value),
+                    key=e.key.encode("utf-8", KEY_ERRORS),
+                    headers=[*e.headers, *context],
                 )
                 for e in events
             ]
@@ -171,18 +191,39 @@ class KafkaBus(EventBus):
     ) -> Subscription:
         names = [topics] if isinstance(topics, str) else list(topics)
         await self.ensure_topics(names)
+        count_from_zero(self.backend, names, group)
         consumer = AIOKafkaConsumer(
-            *names,
             bootstrap_servers=self.bootstrap,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             request_timeout_ms=int(self.connect_timeout_s * 1000),
         )
-        await consumer.start()
         sub = _KafkaSubscription(self, consumer, group, handler, commit=commit)
+        consumer.subscribe(names, listener=_Revocations(sub))
+        await consumer.start()
+        sub.task = asyncio.create_task(sub._run(), name=f"bus-kafka-{group}")
         self._subscriptions.append(sub)
         return sub
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sub: _KafkaSubscription) -> None:
+        self.sub = sub
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.sub._close_lanes(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
+class _Lane:
+    """One partition's batches, handled in order by one task."""
+
+    def __init__(self, sub: _KafkaSubscription, tp: TopicPartition) -> None:
+        self.batches: Batches = asyncio.Queue()
+        self.task = asyncio.create_task(sub._drain(tp, self.batches), name=f"bus-kafka-{tp}")
 
 
 class _KafkaSubscription(Subscription):
@@ -200,9 +241,8 @@ class _KafkaSubscription(Subscription):
         self.consumer = consumer
         self.group = group
         self.handler = handler
-        self.task: asyncio.Task[None] | None = asyncio.create_task(
-            self._run(), name=f"bus-kafka-{group}"
-        )
+        self.lanes: dict[TopicPartition, _Lane] = {}
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def assignment(self) -> frozenset[tuple[str, int]]:
@@ -227,19 +267,42 @@ class _KafkaSubscription(Subscription):
                 log.warning("fetch failed; retrying", extra={"group": self.group, "why": str(exc)})
                 await asyncio.sleep(1)
                 continue
+            owned = self.consumer.assignment()
             for tp, records in batches.items():
-                for record in records:
-                    event = Event(
-                        topic=record.topic,
-                        key=(record.key or b"").decode(),
-                        value=record.value or b"",
-                        headers=tuple(record.headers),
-                        partition=record.partition,
-                        offset=record.offset,
-                    )
-                    await deliver(self.bus.backend, self.group, event, self.handler)
-                if self.commit:
-                    await self._commit(tp, records[-1].offset + 1)
+                if tp not in owned:  # revoked since the fetch: its new owner reads these
+                    continue
+                lane = self.lanes.get(tp)
+                if lane is None:
+                    lane = self.lanes[tp] = _Lane(self, tp)
+                lane.batches.put_nowait(records)
+                if lane.batches.qsize() >= LANE_BATCHES:
+                    self.consumer.pause(tp)
+
+    async def _drain(self, tp: TopicPartition, batches: Batches) -> None:
+        while True:
+            records = await batches.get()
+            if batches.qsize() < LANE_BATCHES and tp in self.consumer.paused():
+                self.consumer.resume(tp)
+            for record in records:
+                event = Event(
+                    topic=record.topic,
+                    key=(record.key or b"").decode("utf-8", KEY_ERRORS),
+                    value=record.value or b"",
+                    headers=tuple(record.headers),
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                await deliver(self.bus, self.group, event, self.handler)
+            if self.commit:
+                await self._commit(tp, records[-1].offset + 1)
+
+    async def _close_lanes(self, partitions: Iterable[TopicPartition]) -> None:
+        """Stop handling ``partitions``; what their lanes had not committed is read again by
+        whoever owns them next."""
+        closing = [lane.task for tp in partitions if (lane := self.lanes.pop(tp, None))]
+        for task in closing:
+            task.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -250,6 +313,9 @@ class _KafkaSubscription(Subscription):
             log.info(
                 "commit skipped after rebalance", extra={"partition": str(tp), "why": str(exc)}
             )
+        except KafkaError as exc:
+            # The next batch's commit covers this one; a restart before it re-delivers.
+            log.warning("commit failed", extra={"partition": str(tp), "why": str(exc)})
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -257,6 +323,7 @@ class _KafkaSubscription(Subscription):
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+            await self._close_lanes(list(self.lanes))
             await self.consumer.stop()
         if self in self.bus._subscriptions:
             self.bus._subscriptions.remove(self)

@@ -19,12 +19,14 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 from livecart_core.bus.base import (
+    HANDLER_ATTEMPTS,
     Event,
     EventBus,
     Handler,
     Outgoing,
     Subscription,
     TopicPartition,
+    count_from_zero,
     deliver,
     encode,
     publish_span,
@@ -33,7 +35,6 @@ from livecart_core.metrics import BUS_PUBLISHED
 from livecart_core.telemetry import inject_headers
 
 log = logging.getLogger("livecart.bus.memory")
-BATCH = 256
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -51,8 +52,9 @@ class _Group:
 class MemoryBus(EventBus):
     backend = "memory"
 
-    def __init__(self, partitions: int = 8) -> None:
+    def __init__(self, partitions: int = 8, *, handler_attempts: int = HANDLER_ATTEMPTS) -> None:
         self.partitions = partitions
+        self.handler_attempts = handler_attempts
         self._logs: dict[str, list[list[Event]]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = asyncio.Condition()
@@ -140,6 +142,7 @@ class MemoryBus(EventBus):
     ) -> Subscription:
         names = [topics] if isinstance(topics, str) else list(topics)
         state = self._groups.setdefault(group, _Group())
+        count_from_zero(self.backend, names, group)
         for topic in names:
             for p, entries in enumerate(self._log(topic)):
                 start = 0 if from_beginning else len(entries)
@@ -191,22 +194,37 @@ class _MemberSubscription(Subscription):
         return {tp: self.offsets.get(tp, 0) for tp in self.assignment}
 
     async def run(self) -> None:
-        bus = self.bus
+        """Keep one lane per owned partition, as the group's membership changes."""
+        lanes: dict[TopicPartition, asyncio.Task[None]] = {}
+        try:
+            while True:
+                seen = self.bus._version
+                owned = self.assignment
+                for tp in owned - lanes.keys():
+                    lanes[tp] = asyncio.create_task(self._lane(tp), name=f"bus-memory-{tp}")
+                gone = [lanes.pop(tp) for tp in lanes.keys() - owned]
+                for task in gone:
+                    task.cancel()  # what it had not committed, the partition's new owner reads
+                await asyncio.gather(*gone, return_exceptions=True)
+                await self.bus._wait_past(seen)
+        finally:
+            for task in lanes.values():
+                task.cancel()
+            await asyncio.gather(*lanes.values(), return_exceptions=True)
+
+    async def _lane(self, tp: TopicPartition) -> None:
+        """One partition's events in order: a retried event holds up this partition only."""
+        bus, (topic, p) = self.bus, tp
         while True:
             seen = bus._version
-            generation = self.state.generation
-            progressed = False
-            for topic, p in sorted(self.assignment):
-                entries = bus._log(topic)[p]
-                start = self.offsets.get((topic, p), 0)
-                for event in entries[start : start + BATCH]:
-                    if self.state.generation != generation:
-                        break
-                    await deliver(bus.backend, self.group, event, self.handler)
-                    self.offsets[(topic, p)] = event.offset + 1
-                    progressed = True
-            if not progressed:
+            entries = bus._log(topic)[p]
+            start = self.offsets.get(tp, 0)
+            if start >= len(entries):
                 await bus._wait_past(seen)
+                continue
+            event = entries[start]
+            await deliver(bus, self.group, event, self.handler)
+            self.offsets[tp] = event.offset + 1
 
     async def stop(self) -> None:
         if self in self.state.members:
