@@ -16,14 +16,14 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 SERVICES := control ingest relay transcode chat commerce assistant analytics
 MYPY_PACKAGES := -p livecart_core -p livecart_media -p livecart_allinone $(foreach s,$(SERVICES),-p livecart_$(s))
 
-.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers netlab janus clean
+.PHONY: dev test bench lint protos charts sync uv tools kafka centrifugo browsers netlab janus promtool clean
 
 ## dev: every service in one process on embedded defaults (Postgres, in-process bus); prints the URLs
 dev: sync
 	$(UV) run --frozen python -m livecart_allinone
 
 ## test: lint, then the whole suite against real Kafka, Postgres, gRPC and HTTP
-test: lint kafka browsers netlab
+test: lint kafka browsers netlab promtool
 	$(UV) run --frozen pytest
 
 ## bench: every benchmark; each prints `name=value unit` lines
@@ -89,6 +89,10 @@ browsers:
 netlab:
 	@command -v nft >/dev/null && command -v ip >/dev/null \
 	  || $(APT_INSTALL) nftables iproute2 || { apt-get update && $(APT_INSTALL) nftables iproute2; }
+
+## promtool: Debian's prometheus package, for promtool (tests check and unit-test the alert rules)
+promtool:
+	@command -v promtool >/dev/null || $(APT_INSTALL) prometheus || { apt-get update && $(APT_INSTALL) prometheus; }
 
 ## janus: Debian's Janus (bench/media.py's peer: the streaming plugin over its HTTP API)
 janus:
