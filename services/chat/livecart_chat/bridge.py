@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecart.events.v1.commerce_pb2 import CommerceEvent
 from livecart_chat import events
-from livecart_core.bus import Event, EventBus
+from livecart_core.bus import Event, EventBus, PoisonEvent
 from livecart_core.errors import InvalidArgument
 from livecart_core.rules import room_id
 
@@ -38,11 +38,7 @@ class CommerceBridge:
         self.bus = bus
 
     async def handle(self, message: Event) -> None:
-        try:
-            event = message.decode(CommerceEvent)
-        except DecodeError:
-            log.warning("commerce event skipped: undecodable", extra={"offset": message.offset})
-            return
+        event = message.decode(CommerceEvent)  # undecodable: the bus dead-letters it
         change = event.WhichOneof("change")
         if change not in KINDS:
             return
@@ -54,9 +50,8 @@ class CommerceBridge:
             posted = events.system(
                 event.tenant_id, room_id(room), KINDS[change], data, "commerce", event.event_id
             )
-        except InvalidArgument as exc:  # no consumer of the room could take it: not posted
-            log.warning("commerce event not posted", extra={"why": str(exc)})
-            return
+        except InvalidArgument as exc:  # no consumer of the room could take it: dead-lettered
+            raise PoisonEvent(f"commerce event not postable to chat: {exc}") from None
         await self.bus.publish(events.TOPIC, events.room_key(event.tenant_id, room), posted)
 
 
