@@ -55,10 +55,17 @@ def stamp(packet: bytes, header: RtpHeader, now_us: int) -> bytes:
 
 
 def ingest_time_us(packet: bytes, header: RtpHeader, extension_id: int) -> int | None:
-    """When the packet entered ingest (µs since the epoch), if it carries the extension."""
+    """When the packet entered ingest (µs since the epoch), if it carries the extension.
+
+    None too for an extension block whose elements run past it: ingest never writes one,
+    and the packet was already forwarded (only its latency goes unmeasured).
+    """
     if not extension_id:
         return None
-    value = rtp_header.read_extension(packet, header, extension_id)
+    try:
+        value = rtp_header.read_extension(packet, header, extension_id)
+    except MalformedPacket:
+        return None
     if value is None or len(value) != 8:
         return None
     return cast(int, _INGEST_TIME.unpack(value)[0])
