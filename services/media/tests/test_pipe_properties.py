@@ -189,7 +189,8 @@ def test_ingests_end_drops_what_it_cannot_use_and_never_fails(trouble: Trouble) 
         pipe = runner.run(PipeOut.open(relay.getsockname(), on_feedback, lambda: byes.append(True)))
         assert pipe.transport is not None
         ingest_address = pipe.transport.get_extra_info("sockname")
-        for ssrc, kind in ((42, "video"), (43, "audio")):
+        sent: tuple[tuple[int, Kind], ...] = ((42, "video"), (43, "audio"))
+        for ssrc, kind in sent:
             packet = RtpSpec(False, 96, 1, 1, ssrc, (), None, (), b"", b"\x10", 0).to_bytes()
             pipe.send_rtp(kind, packet, rtp_header.parse(packet))
         # Feedback about what was sent, so that the callbacks run too.
