@@ -333,11 +333,26 @@ def test_the_loss_detector_asks_only_for_numbers_it_has_not_seen_since(
         assert all(0 <= m <= 0xFFFF for m in missing)
         again = detector.due(now)
         assert sequence not in again
-        assert detector.pending <= 0x10000
+        assert detector.pending <= loss.MAX_PENDING
     assert detector.received == len(arrivals)
     detector.due(now + 10)
     detector.due(now + 20)
     assert detector.pending == 0
+
+
+@given(st.lists(st.tuples(st.integers(1, 520), st.floats(0, 0.05)), max_size=300))
+def test_the_loss_detector_awaits_a_bounded_number_of_numbers_however_they_jump(
+    steps: list[tuple[int, float]],
+) -> None:
+    # Jumps of just under 512 are loss, not a restart: each leaves hundreds of numbers missing.
+    detector = loss.LossDetector()
+    sequence, now = 0, 0.0
+    for step, elapsed in steps:
+        sequence, now = (sequence + step) & 0xFFFF, now + elapsed
+        missing = detector.on_packet(sequence, now)
+        assert len(missing) < 512 and detector.pending <= loss.MAX_PENDING
+        assert len(detector.due(now)) <= loss.MAX_PENDING
+    assert detector.lost <= detector.gaps
 
 
 @given(st.integers(1, 600), st.lists(media_st.u16, max_size=300))
