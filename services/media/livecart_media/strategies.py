@@ -204,7 +204,7 @@ receiver_reports = st.builds(rtcp.ReceiverReport, ssrc=u32, reports=_blocks)
 @st.composite
 def nack_wire(draw: st.DrawFn) -> tuple[rtcp.Nack, bytes]:
     """A generic NACK item by item, and what `rtcp.parse` reads from it: each item's PID
-    then the numbers its bitmask names (`build_nack` would pack the same numbers tighter)."""
+    then the numbers its bitmask names, each once (`build_nack` would pack them tighter)."""
     items = draw(st.lists(st.tuples(u16, u16), min_size=1, max_size=4))
     lost: list[int] = []
     for pid, mask in items:
@@ -213,7 +213,8 @@ def nack_wire(draw: st.DrawFn) -> tuple[rtcp.Nack, bytes]:
     sender, media = draw(u32), draw(u32)
     body = struct.pack("!II", sender, media)
     body += b"".join(struct.pack("!HH", pid, mask) for pid, mask in items)
-    return rtcp.Nack(sender, media, tuple(lost)), _rtcp_packet(rtcp.FMT_NACK, rtcp.RTPFB, body)
+    nack = rtcp.Nack(sender, media, tuple(dict.fromkeys(lost)))
+    return nack, _rtcp_packet(rtcp.FMT_NACK, rtcp.RTPFB, body)
 
 
 plis = st.builds(rtcp.Pli, sender_ssrc=u32, media_ssrc=u32)

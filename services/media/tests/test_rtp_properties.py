@@ -157,6 +157,14 @@ def test_build_nack_names_exactly_the_lost_numbers(
     assert isinstance(nack, rtcp.Nack)
     assert (nack.sender_ssrc, nack.media_ssrc) == (sender, media)
     assert set(nack.lost) == {sequence & 0xFFFF for sequence in lost}
+    assert len(nack.lost) == len(set(nack.lost))
+
+
+def test_a_nack_names_each_number_once_however_often_the_packet_repeats_it() -> None:
+    items = struct.pack("!HH", 5, 0xFFFF) * 298  # one item, over and over, in 1,204 bytes
+    body = struct.pack("!II", 1, 2) + items
+    [nack] = rtcp.parse(struct.pack("!BBH", 0x81, rtcp.RTPFB, len(body) // 4) + body)
+    assert isinstance(nack, rtcp.Nack) and nack.lost == tuple(range(5, 22))
 
 
 @given(media_st.u32, st.integers(0, 2**70), st.lists(media_st.u32, max_size=255))
