@@ -47,7 +47,8 @@ TEST_AUTH_SECRET = "livecart-tests-signing-secret-0123456789abcdef"
 
 # Property tests run the same examples on every run and machine unless asked otherwise: a CI
 # run that fails fails again on a laptop, and never flakes on a busy shared runner. Set
-# HYPOTHESIS_PROFILE=explore to search with fresh random examples, ten times as many.
+# HYPOTHESIS_PROFILE=explore to search with fresh random examples, 1,000 a test (where the
+# test does not set its own count) and a database that replays what failed.
 settings.register_profile(
     "ci",
     derandomize=True,
