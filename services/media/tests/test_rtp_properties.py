@@ -99,6 +99,16 @@ def test_rewrite_changes_the_four_fields_and_nothing_else(
     assert out[:1] == data[:1] and out[12:] == data[12:]
 
 
+@given(rtp_like)
+def test_rewrite_of_any_bytes_raises_only_malformed_packet(data: bytes) -> None:
+    try:
+        out = header.rewrite(data, ssrc=1, payload_type=2, sequence=3, timestamp=4)
+    except MalformedPacket:
+        assert len(data) < header.FIXED_HEADER_SIZE
+        return
+    assert len(out) == len(data) and out[12:] == data[12:]
+
+
 @given(media_st.rtp_specs(), st.data())
 def test_write_extension_replaces_an_element_in_place(spec: RtpSpec, data: st.DataObject) -> None:
     assume(spec.elements)
