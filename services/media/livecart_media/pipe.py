@@ -22,7 +22,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from typing import cast
 
 from livecart_media.rtp import header as rtp_header
@@ -69,6 +69,20 @@ def ingest_time_us(packet: bytes, header: RtpHeader, extension_id: int) -> int |
     if value is None or len(value) != 8:
         return None
     return cast(int, _INGEST_TIME.unpack(value)[0])
+
+
+def may_own(datagram: bytes, payload_types: Container[int]) -> bool:
+    """Whether `datagram` may take a pipe nobody owns yet: RTP of a declared payload type.
+
+    `PipeIn` applies this rule to the header it parses anyway; the relay front's tee, which
+    forwards without parsing, asks here so that a stray datagram cannot take the port first.
+    """
+    if rtcp.is_rtcp(datagram):
+        return False
+    try:
+        return rtp_header.parse(datagram).payload_type in payload_types
+    except MalformedPacket:
+        return False
 
 
 class _Endpoint(asyncio.DatagramProtocol):
