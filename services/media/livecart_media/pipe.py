@@ -22,7 +22,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from typing import cast
 
 from livecart_media.rtp import header as rtp_header
@@ -55,13 +55,34 @@ def stamp(packet: bytes, header: RtpHeader, now_us: int) -> bytes:
 
 
 def ingest_time_us(packet: bytes, header: RtpHeader, extension_id: int) -> int | None:
-    """When the packet entered ingest (µs since the epoch), if it carries the extension."""
+    """When the packet entered ingest (µs since the epoch), if it carries the extension.
+
+    None too for an extension block whose elements run past it: ingest never writes one,
+    and the packet was already forwarded (only its latency goes unmeasured).
+    """
     if not extension_id:
         return None
-    value = rtp_header.read_extension(packet, header, extension_id)
+    try:
+        value = rtp_header.read_extension(packet, header, extension_id)
+    except MalformedPacket:
+        return None
     if value is None or len(value) != 8:
         return None
     return cast(int, _INGEST_TIME.unpack(value)[0])
+
+
+def may_own(datagram: bytes, payload_types: Container[int]) -> bool:
+    """Whether `datagram` may take a pipe nobody owns yet: RTP of a declared payload type.
+
+    `PipeIn` applies this rule to the header it parses anyway; the relay front's tee, which
+    forwards without parsing, asks here so that a stray datagram cannot take the port first.
+    """
+    if rtcp.is_rtcp(datagram):
+        return False
+    try:
+        return rtp_header.parse(datagram).payload_type in payload_types
+    except MalformedPacket:
+        return False
 
 
 class _Endpoint(asyncio.DatagramProtocol):

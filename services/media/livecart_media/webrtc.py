@@ -51,6 +51,8 @@ from typing import Any, Literal, TypeVar
 
 import aioice.ice
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import OperationError
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -88,8 +90,12 @@ class NegotiationError(ValueError):
     """An offer the relay cannot answer; the message says why (for a 400/406 reply)."""
 
 
-# What aiortc raises for an offer it cannot parse or use (its SDP parser asserts).
-_MALFORMED = (ValueError, AssertionError, IndexError, KeyError, TypeError)
+# What aiortc raises for an offer it cannot parse or use: its SDP parser asserts and indexes;
+# setRemoteDescription and createAnswer read attributes of the ICE/DTLS lines an offer may
+# lack (AttributeError on None); a codec is looked up with next(), whose StopIteration a
+# coroutine turns into RuntimeError.
+_MALFORMED = (ValueError, AssertionError, IndexError, KeyError, TypeError, AttributeError)
+_INCOMPLETE = "a media section lacks its ICE, DTLS or codec lines"
 T = TypeVar("T")
 
 
@@ -106,8 +112,19 @@ async def negotiate(answering: Awaitable[T]) -> T:
         return await answering
     except NegotiationError as exc:
         raise UnsupportedCodecs(str(exc)) from None
+    except OperationError:
+        # aiortc's refusal of an m-line none of whose codecs it knows (AV1 only, say).
+        raise UnsupportedCodecs(
+            f"the offer has a track in none of {', '.join(SUPPORTED_MIMES)}"
+        ) from None
+    except AttributeError:
+        raise InvalidArgument(f"malformed SDP offer: {_INCOMPLETE}") from None
     except _MALFORMED as exc:
         raise InvalidArgument(f"malformed SDP offer: {exc or type(exc).__name__}") from None
+    except RuntimeError as exc:
+        if not isinstance(exc.__cause__, StopIteration):
+            raise
+        raise InvalidArgument(f"malformed SDP offer: {_INCOMPLETE}") from None
 
 
 class IceGathering:
@@ -241,12 +258,29 @@ OnKeyframeRequest = Callable[["RawSender"], Awaitable[None]]
 _RtcpHandler = Callable[[bytes], Coroutine[Any, Any, None]]
 
 
+async def _apply_offer(pc: RTCPeerConnection, offer: RTCSessionDescription) -> None:
+    # A BUNDLE group naming a mid that no audio, video or application m-line has leaves
+    # aiortc's transceivers without a transport: the answer fails and so does pc.close(), in
+    # the caller's clean-up. Refuse it (ValueError, a 400 through `negotiate`) before aiortc
+    # applies anything.
+    description = aiortc_sdp.SessionDescription.parse(offer.sdp)
+    mids = {
+        media.rtp.muxId
+        for media in description.media
+        if media.kind in ("audio", "video", "application")
+    }
+    for group in description.group:
+        if group.semantic == "BUNDLE" and not set(group.items) <= mids:
+            raise ValueError("a=group:BUNDLE names a mid that no media m-line has")
+    await pc.setRemoteDescription(offer)
+
+
 async def answer_publisher(
     pc: RTCPeerConnection, offer: RTCSessionDescription, on_rtp: OnRtp
 ) -> ReceiveTap:
     """Answer a publisher's offer, receive-only, with the tap in place; the answer is
     `pc.localDescription`. Raises NegotiationError if no track has a supported codec."""
-    await pc.setRemoteDescription(offer)
+    await _apply_offer(pc, offer)
     taken: set[str] = set()
     for transceiver in pc.getTransceivers():
         codecs = _one_codec(transceiver._codecs, SUPPORTED_MIMES)
@@ -414,7 +448,7 @@ async def answer_subscriber(
     keyframe: rate-limit it (`KeyframeRequests`) before asking the publisher. Raises
     NegotiationError if the offer takes none of the streams' codecs.
     """
-    await pc.setRemoteDescription(offer)
+    await _apply_offer(pc, offer)
     wanted: list[tuple[RTCRtpTransceiver, ForwardedStream]] = []
     for transceiver in pc.getTransceivers():
         stream = streams.get("video" if transceiver.kind == "video" else "audio")

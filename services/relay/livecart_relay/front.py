@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -45,6 +45,7 @@ from livecart_core.localinfra import free_port
 from livecart_core.rpc import create_channel
 from livecart_media import whipwhep
 from livecart_media.errors import Unavailable
+from livecart_media.pipe import may_own
 from livecart_media.whipwhep import RoomKey
 from livecart_relay import metrics as relay_metrics
 from livecart_relay.settings import RelaySettings
@@ -74,12 +75,15 @@ class Worker:
 
 class Tee(asyncio.DatagramProtocol):
     """A room's pipe port on the front: ingest's datagrams to every worker, their feedback
-    back to ingest."""
+    back to ingest. The first address to send RTP of one of `payload_types` owns it, as on a
+    worker; anything else is counted in `dropped`."""
 
-    def __init__(self) -> None:
+    def __init__(self, payload_types: Iterable[int]) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.targets: dict[int, Address] = {}  # worker index: its pipe address
         self.source: Address | None = None
+        self.dropped = 0
+        self._payload_types = frozenset(payload_types)
         self._from_workers: set[Address] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,9 +104,10 @@ class Tee(asyncio.DatagramProtocol):
             if self.source is not None:
                 transport.sendto(data, self.source)
             return
-        if self.source is None:
-            self.source = addr  # the first sender owns the pipe, as on a worker
+        if self.source is None and may_own(data, self._payload_types):
+            self.source = addr
         elif addr != self.source:
+            self.dropped += 1
             return
         for target in self.targets.values():
             transport.sendto(data, target)
@@ -261,8 +266,9 @@ class Front:
             pipe = self.pipes.get(key)
             if pipe is None:
                 loop = asyncio.get_running_loop()
+                payload_types = [stream.payload_type for stream in request.streams]
                 _, tee = await loop.create_datagram_endpoint(
-                    Tee, local_addr=(self.settings.pipe_host, 0)
+                    lambda: Tee(payload_types), local_addr=(self.settings.pipe_host, 0)
                 )
                 pipe = FrontPipe(request, metadata, tee)
                 try:

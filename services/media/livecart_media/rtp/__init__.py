@@ -8,4 +8,10 @@ machines over bytes, no sockets and no aiortc. Use them by module
 - `rtcp`: compound RTCP in, NACK/PLI/FIR/REMB out.
 - `cache`: recent packets for NACK answers; the upstream keyframe-request limiter.
 - `errors`: `MalformedPacket`, raised for bytes that are not what they claim.
+
+The contract for bytes off the network: a parser (`header.parse`, `header.find_extension`,
+`rtcp.parse`, `keyframe.parse_vp8_descriptor`) returns what the bytes say or raises
+`MalformedPacket`, never another exception; the predicates (`rtcp.is_rtcp`,
+`keyframe.is_*_keyframe_start`) never raise. tests/test_rtp_properties.py holds every one
+to it with Hypothesis (strategies in `livecart_media.strategies`).
 """

@@ -5,12 +5,21 @@ its RTP raw (aiortc's receiver, which would NACK, never sees it), so this tracks
 itself: a missing number is asked for at once, then again every `retry_s` up to
 `attempts` times, and forgotten when it arrives or is older than `give_up_s`. It also
 counts what arrived and what was lost for the loss-based bitrate estimate.
+
+The numbers come from the publisher, so the work they cause is bounded: at most
+`MAX_PENDING` numbers are awaited (the oldest are given up first), else jumps of just under
+512 would fill all 65,536 numbers within a few hundred packets and make every `due` sweep
+them and every NACK name them all.
 """
 
 from __future__ import annotations
 
+from itertools import islice
+
 _SEQ_MASK = 0xFFFF
 _MAX_GAP = 512  # a bigger jump is a restart of the numbering, not loss
+MAX_PENDING = 1024
+"""The most missing numbers awaited at once: about 2 s of 4 Mbps video, all of it lost."""
 
 
 class LossDetector:
@@ -64,6 +73,11 @@ class LossDetector:
         for lost in missing:
             self._pending[lost] = (now, now, 1)
         self.gaps += len(missing)
+        overflow = len(self._pending) - MAX_PENDING
+        if overflow > 0:  # oldest first: a dict keeps the order numbers went missing in
+            for sequence in list(islice(self._pending, overflow)):
+                del self._pending[sequence]
+            self.lost += overflow
         return missing
 
     def due(self, now: float) -> list[int]:
