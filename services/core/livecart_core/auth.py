@@ -178,7 +178,8 @@ def require(authority: TokenAuthority, scope: str) -> Callable[..., Awaitable[Pr
         for name in _ROOM_PARAMS:
             room = request.path_params.get(name)
             if isinstance(room, str):
-                caller.require_room(room)
+                # A malformed room is the request's fault (400) whoever asks.
+                caller.require_room(room_id(room, name))
         return caller
 
     return principal
