@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from livecart_commerce.app import SERVICE
+from livecart_commerce.buy import MAX_BODY
 from livecart_commerce.settings import CommerceSettings
 from livecart_core.db import Database
 from livecart_core.localinfra.postgres import EmbeddedPostgres
@@ -142,7 +143,7 @@ def test_bodies_the_lean_route_does_not_take_reach_the_declared_route_whole(
 ) -> None:
     _, sale = new_sale(commerce, quantity=3, limit=3)
     url = f"/v1/flash-sales/{sale}/reservations"
-    long = b'{"quantity": 2, "note": "' + b"x" * 5000 + b'"}'  # past the lean route's 1 KiB
+    long = b'{"quantity": 2, "note": "' + b"x" * MAX_BODY + b'"}'  # past what the lean route reads
     made = raw.post(url, headers={**buyer("ann"), **LEAN}, content=long)
     assert made.status_code == 201, made.text
     assert made.json()["lines"][0]["quantity"] == 2
