@@ -27,7 +27,7 @@ assumed).
 
     uv run python bench/flash_sale.py [--buyers 10000] [--pool 8] [--clients 2] [--in-flight 64]
 
-About two minutes on 2 cores (needs Java and Maven for the broker).
+About five minutes on 2 cores (needs Java and Maven for the broker).
 """
 
 from __future__ import annotations
