@@ -7,6 +7,8 @@ reservations and passes everything else on to the FastAPI route, body intact; a 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,16 +20,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from pydantic import SecretStr
+from starlette.types import Message, Receive, Scope, Send
 
 from livecart_commerce.app import SERVICE
-from livecart_commerce.buy import MAX_BODY
+from livecart_commerce.buy import MAX_BODY, BuyPath
+from livecart_commerce.flash_sale import FlashSaleEngine
 from livecart_commerce.settings import CommerceSettings
+from livecart_core.boundary import Limits
 from livecart_core.db import Database
 from livecart_core.localinfra.postgres import EmbeddedPostgres
 from livecart_core.service import Service
 from livecart_core.testing import TEST_AUTH_SECRET, ServiceProcess
 
-from .conftest import assert_refused, auth, create_flash_sale, new_sale
+from .conftest import TOKENS, assert_refused, auth, create_flash_sale, new_sale
 
 DECLARED = {"Content-Type": "application/json; charset=utf-8"}  # left to the FastAPI route
 LEAN = {"Content-Type": "application/json"}
@@ -128,8 +134,6 @@ def test_bad_reservations_get_the_declared_refusal(
 
 
 def test_an_expired_token_is_refused(commerce: httpx.Client, raw: httpx.Client) -> None:
-    from .conftest import TOKENS
-
     _, sale = new_sale(commerce, quantity=1)
     token = TOKENS.issue("shop-a", "late", ["commerce:buy"], ttl_s=-1)
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k", **LEAN}
@@ -185,7 +189,7 @@ async def in_process(
     settings = CommerceSettings(
         database_url=postgres.url,
         bus="memory",
-        auth_secret=TEST_AUTH_SECRET,
+        auth_secret=SecretStr(TEST_AUTH_SECRET),
         http_host="127.0.0.1",
         http_port=0,
         grpc_host="127.0.0.1",
@@ -225,3 +229,32 @@ async def test_only_a_traced_reservation_makes_a_server_span(
     assert span.attributes is not None
     assert span.attributes["http.route"] == "/v1/flash-sales/{sale_id}/reservations"
     assert span.attributes["http.response.status_code"] == 201
+
+
+async def test_a_stalled_body_is_refused_not_waited_for(commerce_db: Database) -> None:
+    async def declared(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("a stalled body is the lean route's to refuse")
+
+    lean = BuyPath(
+        declared, FlashSaleEngine(commerce_db.pool), TOKENS, "commerce", Limits(body_timeout_s=0.2)
+    )
+    never = asyncio.Event()
+
+    async def receive() -> Message:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in buyer("ann").items()]
+    scope = {
+        "type": "http", "method": "POST", "path": f"/v1/flash-sales/{uuid.uuid4()}/reservations",
+        "headers": [*headers, (b"content-length", b"15")], "query_string": b"",
+    }  # fmt: skip
+    await asyncio.wait_for(lean(scope, receive, send), 5)
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"] == "request_timeout"
