@@ -15,13 +15,19 @@ in one transaction every few milliseconds; ``coalesce=False`` is the naive desig
   measured with the service's: on a 2-core box the client can be the limit, and
   ``api_client_bound`` says when it was (each load process above 90 % of a core).
 
+The HTTP figures are of the lean route that answers the buy button ahead of FastAPI
+(``livecart_commerce.buy``); ``api_framework_*`` drive the declared FastAPI route instead, which
+the lean route leaves every request it is not sure of (here: a ``charset`` on the
+Content-Type). ``api_cpu_us_per_reservation`` is the service's CPU (from /proc, all threads)
+per reservation answered.
+
 After every run the database is checked against the answers: one order per reservation and
 units sold never beyond the sale (``oversold`` counts the excess, so 0 is measured, not
 assumed).
 
     uv run python bench/flash_sale.py [--buyers 10000] [--pool 8] [--clients 2] [--in-flight 64]
 
-About two minutes on 2 cores (needs Java and Maven for the broker).
+About five minutes on 2 cores (needs Java and Maven for the broker).
 """
 
 from __future__ import annotations
@@ -122,7 +128,9 @@ class Lane:
             self.writer.close()
 
 
-async def load_generator(base: str, sale: str, first: int, count: int, in_flight: int) -> None:
+async def load_generator(
+    base: str, sale: str, first: int, count: int, in_flight: int, content_type: str
+) -> None:
     """One load process: tokens and connections first, then on go its buyers' reservations
     over HTTP, ``in_flight`` at a time; it reports its statuses, latencies and CPU seconds."""
     authority = TokenAuthority(os.environ["LIVECART_AUTH_SECRET"])
@@ -136,7 +144,7 @@ async def load_generator(base: str, sale: str, first: int, count: int, in_flight
                 f"Host: {host}:{port}\r\n"
                 f"Authorization: Bearer {authority.issue(TENANT, f'u{i}', ['commerce:buy'])}\r\n"
                 f"Idempotency-Key: {sale}-{i}\r\n"
-                "Content-Type: application/json\r\n"
+                f"Content-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n"
             ).encode()
             + body
@@ -352,6 +360,13 @@ async def run(
     }
 
 
+_CONTENT_TYPES = {
+    "http": "application/json",
+    # A charset parameter is one of the things the lean route leaves to the declared route.
+    "framework": "application/json; charset=utf-8",
+}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far, all its threads, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -370,8 +385,8 @@ async def run_api(
     replicas: int = 1,
 ) -> dict[str, float]:
     """Fresh commerce processes (``replicas`` of them, as behind a load balancer) with the engine
-    in the given mode, driven by load processes over ``protocol`` (http or grpc); load process
-    ``c`` talks to replica ``c % replicas``."""
+    in the given mode, driven by load processes over ``protocol`` (http, framework: the declared
+    FastAPI route over HTTP, or grpc); load process ``c`` talks to replica ``c % replicas``."""
     secret = secrets.token_urlsafe(32)
     env = {
         "LIVECART_DATABASE_URL": url,
@@ -387,12 +402,13 @@ async def run_api(
         pids = [s.process.pid for s in services if s.process is not None]
         sale = await create_sale_over_http(services[0].url, TokenAuthority(secret), buyers)
         share = buyers // clients
-        targets = [s.url if protocol == "http" else f"127.0.0.1:{s.grpc_port}" for s in services]
+        targets = [s.url if protocol != "grpc" else f"127.0.0.1:{s.grpc_port}" for s in services]
         went: list[tuple[float, float]] = []  # (wall, services' CPU) at go
         reports = await fan_out(
             [
-                [f"--loadgen-{protocol}", targets[c % replicas], sale, str(c * share), str(share),
-                 str(in_flight)]
+                [f"--loadgen-{'grpc' if protocol == 'grpc' else 'http'}", targets[c % replicas],
+                 sale, str(c * share), str(share), str(in_flight),
+                 *([_CONTENT_TYPES[protocol]] if protocol != "grpc" else [])]
                 for c in range(clients)
             ],
             env={**os.environ, "LIVECART_AUTH_SECRET": secret},
@@ -419,6 +435,7 @@ async def run_api(
         "p99": percentile(latencies, 0.99),
         "loadgen_cpu_pct": sum(client_pcts),
         "service_cpu_pct": service_cpu / service_wall * 100,
+        "cpu_us": service_cpu / reserved * 1e6,
         "client_bound": all(pct > 90 for pct in client_pcts),
         "retried": retried,
         "oversold": await oversold(db, sale, buyers, reserved),
@@ -454,8 +471,8 @@ async def main(
                     protocol, n,
                 )
                 for protocol, coalesce, n in (
-                    ("http", True, 1), ("http", False, 1), ("grpc", True, 1),
-                    ("http", True, replicas),
+                    ("http", True, 1), ("framework", True, 1), ("http", False, 1),
+                    ("grpc", True, 1), ("http", True, replicas),
                 )
                 if "api" in layers
             }  # fmt: skip
@@ -494,7 +511,13 @@ def print_api(
     print(f"api_reserve_p99_ms={flash['p99']:.1f} ms")
     print(f"loadgen_cpu_pct={flash['loadgen_cpu_pct']:.0f} %")
     print(f"service_cpu_pct={flash['service_cpu_pct']:.0f} %")
+    print(f"api_cpu_us_per_reservation={flash['cpu_us']:.0f} us")
     print(f"api_client_bound={'yes' if flash['client_bound'] else 'no'}")
+    framework = api["framework", True, 1]
+    print(f"api_framework_reservations_per_s={framework['per_s']:.0f} reservations/s")
+    print(f"api_framework_reserve_p99_ms={framework['p99']:.1f} ms")
+    print(f"api_framework_cpu_us_per_reservation={framework['cpu_us']:.0f} us")
+    print(f"api_lean_vs_framework_ratio={flash['per_s'] / framework['per_s']:.2f} x")
     print(f"api_naive_reservations_per_s={naive['per_s']:.0f} reservations/s")
     print(f"api_naive_reserve_p99_ms={naive['p99']:.1f} ms")
     print(f"api_naive_service_cpu_pct={naive['service_cpu_pct']:.0f} %")
@@ -504,6 +527,7 @@ def print_api(
     print(f"api_grpc_reserve_p99_ms={grpc_flash['p99']:.1f} ms")
     print(f"api_grpc_loadgen_cpu_pct={grpc_flash['loadgen_cpu_pct']:.0f} %")
     print(f"api_grpc_service_cpu_pct={grpc_flash['service_cpu_pct']:.0f} %")
+    print(f"api_grpc_cpu_us_per_reservation={grpc_flash['cpu_us']:.0f} us")
     print(f"api_grpc_client_bound={'yes' if grpc_flash['client_bound'] else 'no'}")
     print(f"api_replicas={replicas} service processes")
     print(f"api_reservations_per_s_replicas={scaled['per_s']:.0f} reservations/s")
@@ -520,8 +544,10 @@ if __name__ == "__main__":
         gc.freeze()
         uvloop.run(worker(url, sale, coalesce == "1", int(first), int(count), int(pool)))
     elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-http":
-        base, sale, first, count, in_flight = sys.argv[2:7]
-        asyncio.run(load_generator(base, sale, int(first), int(count), int(in_flight)))
+        base, sale, first, count, in_flight, content_type = sys.argv[2:8]
+        asyncio.run(
+            load_generator(base, sale, int(first), int(count), int(in_flight), content_type)
+        )
     elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-grpc":
         target, sale, first, count, in_flight = sys.argv[2:7]
         asyncio.run(grpc_load_generator(target, sale, int(first), int(count), int(in_flight)))

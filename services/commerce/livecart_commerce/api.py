@@ -77,6 +77,17 @@ def reserved_or_refused(result: ReserveResult, sale_id: uuid.UUID) -> ReservedOr
     return result.order
 
 
+async def reserve_order(
+    engine: FlashSaleEngine, caller: Principal, sale_id: uuid.UUID, quantity: int, key: str
+) -> Order:
+    """Reserve for ``caller`` and answer as the API does (the declared route and buy.py's lean
+    one both call this), or raise the typed refusal."""
+    result = await engine.reserve(
+        ReserveRequest(caller.tenant_id, sale_id, caller.subject, quantity, key)
+    )
+    return as_order(reserved_or_refused(result, sale_id))
+
+
 class PinIn(BaseModel):
     product_id: uuid.UUID
 
@@ -137,10 +148,9 @@ def routes(
     async def reserve(
         sale_id: uuid.UUID, body: ReservationIn, key: IdempotencyKey, caller: Principal = buyer
     ) -> Order:
-        result = await engine.reserve(
-            ReserveRequest(caller.tenant_id, sale_id, caller.subject, body.quantity, key)
-        )
-        return as_order(reserved_or_refused(result, sale_id))
+        # Well-formed requests are answered by buy.BuyPath before they get here; this route
+        # documents the contract and judges everything else.
+        return await reserve_order(engine, caller, sale_id, body.quantity, key)
 
     @router.post(
         "/products",

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from livecart.commerce.v1.commerce_service_pb2_grpc import add_CommerceServiceServicer_to_server
 from livecart_commerce.api import routes
+from livecart_commerce.buy import BuyPath
 from livecart_commerce.expiry import ExpirySweeper
 from livecart_commerce.flash_sale import FlashSaleEngine
 from livecart_commerce.grpc_api import SERVICE_NAME, CommerceServicer
@@ -50,6 +51,8 @@ async def setup(service: Service) -> None:
             payment_timeout=timedelta(seconds=settings.payment_timeout_s),
         )
     )
+    # The buy button's requests skip the framework (see buy.py).
+    service.serve_ahead(lambda app: BuyPath(app, engine, service.tokens, service.name))
     add_CommerceServiceServicer_to_server(
         CommerceServicer(pool, engine, service.tokens), service.grpc_server
     )

@@ -21,6 +21,7 @@ from importlib.abc import Traversable
 from typing import Any
 
 import uvloop
+from starlette.types import ASGIApp
 
 from livecart_core.auth import TokenAuthority
 from livecart_core.bus import EventBus, create_bus
@@ -84,11 +85,18 @@ class Service:
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         # Listeners a service opens beside HTTP and gRPC (chat's WebSocket port), by name.
         self.endpoints: dict[str, int] = {}
+        self._http_front: list[Callable[[ASGIApp], ASGIApp]] = []
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` first when the service stops (latest registered first): for what a
         service starts itself, such as its own listener."""
         self._on_stop.append(callback)
+
+    def serve_ahead(self, layer: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Serve HTTP through ``layer(app)`` around the FastAPI app (the latest outermost): for
+        a route so hot that it answers before FastAPI's per-request work (its telemetry,
+        middleware, routing), as commerce's buy button does. The layer passes the rest on."""
+        self._http_front.append(layer)
 
     @property
     def tokens(self) -> TokenAuthority:
@@ -131,7 +139,11 @@ class Service:
             self.readiness.add("database", self.database.check)
         if self.definition.setup is not None:
             await self.definition.setup(self)
-        self.http = HttpServer(self.http_app, s.http_host, s.http_port)
+        app: ASGIApp = self.http_app
+        for layer in self._http_front:
+            app = layer(app)
+        # HttpServer only hands its app to uvicorn, which serves any ASGI app.
+        self.http = HttpServer(app, s.http_host, s.http_port)  # type: ignore[arg-type]
         self.grpc_port = bind_grpc(self.grpc_server, s.grpc_host, s.grpc_port)
         await self.grpc_server.start()
         self._serving = asyncio.create_task(self.http.serve(), name=f"{self.name}-http")
