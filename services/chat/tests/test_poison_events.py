@@ -62,7 +62,9 @@ async def test_a_poison_event_is_dead_lettered_while_an_outage_is_waited_out(
 ) -> None:
     tenant, other_tenant = (f"tenant-{uuid.uuid4().hex[:8]}" for _ in range(2))
     rooms = [f"room-{i}" for i in range(12)]
-    poison = events.system(tenant, rooms[0], "note", {"a": "\ud800"}, "test", None)
+    # Past every producer's validation (as a producer from before the rules, or a stranger,
+    # would write it): Postgres cannot hold the NUL in the name.
+    poison = events.comment(tenant, rooms[0], "u1", "A\x00nn", "hello")
     node = ServiceProcess(
         "livecart_chat",
         {
@@ -92,7 +94,6 @@ async def test_a_poison_event_is_dead_lettered_while_an_outage_is_waited_out(
                     sent.append(event.event_id)
 
         await comment_in_every_room("before")
-        # Published raw, past the producers' validation: history cannot encode the surrogate.
         await bus.publish(events.TOPIC, events.room_key(tenant, rooms[0]), poison)
         await comment_in_every_room("after the poison")
         await asyncio.to_thread(own_postgres.stop)
@@ -122,7 +123,7 @@ async def test_a_poison_event_is_dead_lettered_while_an_outage_is_waited_out(
         assert letter.header("dead-letter-topic") == events.TOPIC.encode()
         assert letter.header("dead-letter-error") == b"PoisonEvent"
         reason = letter.header("dead-letter-reason") or b""
-        assert b"cannot be stored" in reason and b"UnicodeEncodeError" in reason
+        assert b"cannot be stored" in reason
         assert dead_letters_counted(node) == 1
     finally:
         await reader.stop()

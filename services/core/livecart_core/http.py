@@ -192,7 +192,7 @@ class _Server(uvicorn.Server):
 class HttpServer:
     """Runs ``app`` on ``host:port`` inside the current event loop."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, *, setting: str = "LIVECART_HTTP_PORT"):
+    def __init__(self, app: ASGIApp, host: str, port: int, *, setting: str = "LIVECART_HTTP_PORT"):
         self.app = app
         self.host = host
         self.socket = _bind(host, port, setting)

@@ -143,7 +143,7 @@ class Service:
         for layer in self._http_front:
             app = layer(app)
         # HttpServer only hands its app to uvicorn, which serves any ASGI app.
-        self.http = HttpServer(app, s.http_host, s.http_port)  # type: ignore[arg-type]
+        self.http = HttpServer(app, s.http_host, s.http_port)
         self.grpc_port = bind_grpc(self.grpc_server, s.grpc_host, s.grpc_port)
         await self.grpc_server.start()
         self._serving = asyncio.create_task(self.http.serve(), name=f"{self.name}-http")
