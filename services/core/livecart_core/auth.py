@@ -224,7 +224,7 @@ def require(authority: TokenAuthority, scope: str) -> Callable[..., Awaitable[Pr
             room = request.path_params.get(name)
             if isinstance(room, str):
                 # A malformed room is the request's fault (400) whoever asks.
-                caller.require_room(room_id(room, name))
+                caller.require_room(room_id(room, "the room id"))
         return caller
 
     return principal
