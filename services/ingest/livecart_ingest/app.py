@@ -22,6 +22,7 @@ async def setup(service: Service) -> None:
         edge=settings.edge,
         max_publishers=settings.max_publishers,
         retry_after_s=settings.retry_after_s,
+        connect_timeout_s=settings.connect_timeout_s,
         ice_host_addresses=settings.ice_host_addresses,
         max_bitrate=settings.max_publish_bitrate,
         min_bitrate=settings.min_publish_bitrate,

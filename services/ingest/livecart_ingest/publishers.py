@@ -175,6 +175,7 @@ class Publishers:
         edge: str,
         max_publishers: int,
         retry_after_s: int = 5,
+        connect_timeout_s: float | None = None,
         ice_host_addresses: Sequence[str] = (),
         max_bitrate: int = 2_500_000,
         min_bitrate: int = 150_000,
@@ -185,6 +186,7 @@ class Publishers:
         self.edge = edge
         self.max_publishers = max_publishers
         self.retry_after_s = retry_after_s
+        self.connect_timeout_s = connect_timeout_s
         self.max_bitrate = max_bitrate
         self.min_bitrate = min_bitrate
         self.sessions: dict[str, PublishSession] = {}
@@ -207,7 +209,10 @@ class Publishers:
             )
         self._joining += 1
         session = PublishSession(
-            secrets.token_urlsafe(16), RoomKey(caller.tenant_id, room), caller, peer()
+            secrets.token_urlsafe(16),
+            RoomKey(caller.tenant_id, room),
+            caller,
+            peer(self.connect_timeout_s),
         )
         try:
             async with self._ice():

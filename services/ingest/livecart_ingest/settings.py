@@ -20,6 +20,9 @@ class IngestSettings(ServiceSettings):
     max_publishers: int = Field(default=50, ge=0)
     """WHIP publishers this process takes; more are told 503 + Retry-After."""
     retry_after_s: int = Field(default=5, ge=1)
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+    """A publisher whose ICE and DTLS are not up this long after its offer is closed, and its
+    slot freed."""
     ice_host_addresses: list[str] = Field(default_factory=list)
     """The addresses announced as ICE host candidates (JSON list); empty: every interface
     aioice finds, which never includes 127.0.0.1."""

@@ -51,6 +51,7 @@ from typing import Any, Literal, TypeVar
 
 import aioice.ice
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import OperationError
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -59,6 +60,7 @@ from av.frame import Frame
 
 from livecart_core.errors import InvalidArgument
 from livecart_media.errors import UnsupportedCodecs
+from livecart_media.offers import check_offer
 from livecart_media.rtp import header as rtp_header
 from livecart_media.rtp import keyframe, rtcp
 from livecart_media.rtp.cache import PacketCache
@@ -93,10 +95,36 @@ _MALFORMED = (ValueError, AssertionError, IndexError, KeyError, TypeError)
 T = TypeVar("T")
 
 
-def peer() -> RTCPeerConnection:
+def peer(connect_timeout_s: float | None = None) -> RTCPeerConnection:
     """A server-side peer connection: host candidates only (no STUN server needed to learn
-    our own addresses)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    our own addresses).
+
+    With `connect_timeout_s`, it is closed unless ICE and DTLS are up that soon: a client
+    that posted an offer and vanished, or whose checks or handshake never finish, would
+    otherwise hold its publisher or viewer slot until aioice gives up, a minute later.
+    Closing shows as ``connectionState == "closed"``, which frees the slot."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if connect_timeout_s is not None:
+        timer = asyncio.get_running_loop().call_later(connect_timeout_s, _give_up, pc)
+
+        @pc.on("connectionstatechange")
+        def settled() -> None:
+            if pc.connectionState in ("connected", "closed"):
+                timer.cancel()
+
+    return pc
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _give_up(pc: RTCPeerConnection) -> None:
+    if pc.connectionState in ("connected", "closed"):
+        return
+    logger.info("closing a peer connection not connected in time (%s)", pc.connectionState)
+    task = asyncio.ensure_future(pc.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 async def negotiate(answering: Awaitable[T]) -> T:
@@ -106,6 +134,8 @@ async def negotiate(answering: Awaitable[T]) -> T:
         return await answering
     except NegotiationError as exc:
         raise UnsupportedCodecs(str(exc)) from None
+    except OperationError as exc:  # aiortc lacks every codec of an m-line
+        raise UnsupportedCodecs(f"{exc}: no codec of an m-line can be taken") from None
     except _MALFORMED as exc:
         raise InvalidArgument(f"malformed SDP offer: {exc or type(exc).__name__}") from None
 
@@ -245,7 +275,9 @@ async def answer_publisher(
     pc: RTCPeerConnection, offer: RTCSessionDescription, on_rtp: OnRtp
 ) -> ReceiveTap:
     """Answer a publisher's offer, receive-only, with the tap in place; the answer is
-    `pc.localDescription`. Raises NegotiationError if no track has a supported codec."""
+    `pc.localDescription`. Raises InvalidArgument for an offer that breaks the WebRTC rules
+    (`check_offer`), NegotiationError if no track has a supported codec."""
+    check_offer(offer, "publish", SUPPORTED_MIMES)
     await pc.setRemoteDescription(offer)
     taken: set[str] = set()
     for transceiver in pc.getTransceivers():
@@ -412,15 +444,19 @@ async def answer_subscriber(
     The answer is `pc.localDescription`. `on_keyframe_request` is awaited when the
     subscriber sends PLI/FIR and for each video packet dropped while waiting for a
     keyframe: rate-limit it (`KeyframeRequests`) before asking the publisher. Raises
-    NegotiationError if the offer takes none of the streams' codecs.
+    InvalidArgument for an offer that breaks the WebRTC rules or receives nothing
+    (`check_offer`), NegotiationError if it takes none of the streams' codecs.
     """
+    check_offer(offer, "play", [s.mime for s in streams.values()])
     await pc.setRemoteDescription(offer)
     wanted: list[tuple[RTCRtpTransceiver, ForwardedStream]] = []
     for transceiver in pc.getTransceivers():
         stream = streams.get("video" if transceiver.kind == "video" else "audio")
         taken = any(s is stream for _, s in wanted)
         codecs = [] if stream is None or taken else _one_codec(transceiver._codecs, (stream.mime,))
-        if stream is not None and codecs:
+        # Reversed, as aiortc keeps it: a viewer's recvonly is our sendonly.
+        receives = transceiver._offerDirection in ("sendonly", "sendrecv")
+        if stream is not None and codecs and receives:
             transceiver._codecs = codecs
             transceiver.sender.replaceTrack(IdleTrack(stream.kind))
             transceiver.direction = "sendonly"

@@ -30,6 +30,7 @@ async def setup(service: Service) -> None:
     rooms = MediaRooms(
         max_subscribers=settings.max_subscribers,
         retry_after_s=settings.retry_after_s,
+        connect_timeout_s=settings.connect_timeout_s,
         ice_host_addresses=settings.ice_host_addresses,
         pipe_host=settings.pipe_host,
         pipe_timeout_s=settings.pipe_timeout_s,

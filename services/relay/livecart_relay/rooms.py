@@ -251,6 +251,7 @@ class MediaRooms:
         *,
         max_subscribers: int,
         retry_after_s: int = 5,
+        connect_timeout_s: float | None = None,
         ice_host_addresses: Sequence[str] = (),
         keyframe_interval: float = 0.5,
         pipe_host: str = "127.0.0.1",
@@ -259,6 +260,7 @@ class MediaRooms:
     ) -> None:
         self.max_subscribers = max_subscribers
         self.retry_after_s = retry_after_s
+        self.connect_timeout_s = connect_timeout_s
         self.pipe_host = pipe_host
         self.pipe_timeout_s = pipe_timeout_s
         self.publisher_grace_s = publisher_grace_s
@@ -383,7 +385,7 @@ class MediaRooms:
                 retry_after_s=self.retry_after_s,
             )
         self._joining += 1
-        pc = peer()
+        pc = peer(self.connect_timeout_s)
         try:
             async with self._ice():
                 session = await room.subscribe(pc, offer)

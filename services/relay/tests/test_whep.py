@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.timeout(60)
 
 TENANT, ROOM = "shop-1", "live"
 CAPACITY = 3
+CONNECT_TIMEOUT_S = 6.0
 FRAMES = 30
 ORIGIN = "https://shop.example"
 TOKENS = TokenAuthority(TEST_AUTH_SECRET)
@@ -72,6 +73,7 @@ async def relay() -> AsyncIterator[Service]:
         max_subscribers=CAPACITY,
         retry_after_s=7,
         ice_host_addresses=["127.0.0.1"],
+        connect_timeout_s=CONNECT_TIMEOUT_S,
     )
     service = Service(SERVICE, settings)
     await service.start()
@@ -317,3 +319,55 @@ def test_the_room_asks_for_what_most_viewers_take() -> None:
     # Ten viewers: the weakest one is left out.
     assert viewers_bitrate([300_000] + [2_000_000] * 9) == 2_000_000
     assert viewers_bitrate([300_000, 400_000] + [2_000_000] * 8) == 400_000
+
+
+def _sendonly(sdp: str) -> str:
+    return sdp.replace("a=recvonly", "a=sendonly")
+
+
+def _mid_outside_bundle(sdp: str) -> str:
+    return sdp.replace("a=mid:1", "a=mid:zz")
+
+
+def _unknown_video_codecs(sdp: str) -> str:
+    # Only H.265 on the video m-line: aiortc knows no codec of it at all.
+    return sdp.replace("VP8/90000", "H265/90000").replace("H264/90000", "H265/90000")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status", "says"),
+    [
+        (_sendonly, 400, "receives nothing"),
+        (_mid_outside_bundle, 400, "BUNDLE"),
+        (_unknown_video_codecs, 406, "video m-line"),
+    ],
+)
+async def test_an_offer_that_would_get_nothing_is_refused(
+    client: httpx.AsyncClient,
+    rooms: MediaRooms,
+    viewers: list[Viewer],
+    spoil: Callable[[str], str],
+    status: int,
+    says: str,
+) -> None:
+    viewer = Viewer()
+    viewers.append(viewer)
+    response = await post_offer(
+        client, spoil(await viewer.offer("video", "audio")), bearer(token())
+    )
+    assert response.status_code == status, response.text
+    assert says in response.json()["message"]
+    assert rooms.subscriber_count == 0
+
+
+async def test_a_viewer_that_never_connects_is_closed_after_the_connect_timeout(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    viewer = Viewer()
+    viewers.append(viewer)
+    response = await post_offer(client, await viewer.offer("video"), bearer(token()))
+    assert response.status_code == 201, response.text  # its answer is never taken
+    assert rooms.subscriber_count == 1
+    started = time.monotonic()
+    await until(lambda: rooms.subscriber_count == 0, "the unconnected viewer to leave")
+    assert time.monotonic() - started >= CONNECT_TIMEOUT_S - 1
