@@ -8,12 +8,14 @@ from livecart_ingest.publishers import Publishers
 from livecart_ingest.relays import Relays
 from livecart_ingest.settings import IngestSettings
 from livecart_ingest.whip import install_whip
+from livecart_media.webrtc import check_host_addresses
 
 
 async def setup(service: Service) -> None:
     """WHIP routes over one `Publishers`, kept as ``service.http_app.state.publishers``."""
     settings = service.settings
     assert isinstance(settings, IngestSettings)
+    check_host_addresses(settings.ice_host_addresses, "LIVECART_ICE_HOST_ADDRESSES")
     relays = Relays(settings.relay_grpc_address)
     publishers = Publishers(
         relays=relays,

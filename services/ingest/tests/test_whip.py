@@ -590,3 +590,10 @@ async def test_a_session_that_cannot_connect_frees_its_slot_at_once(
             await until(
                 lambda: other.pc.connectionState == "connected", "the second publisher to connect"
             )
+
+
+def test_an_ice_address_this_host_lacks_is_refused_at_start_up() -> None:
+    env = {"LIVECART_BUS": "memory", "LIVECART_ICE_HOST_ADDRESSES": '["198.51.100.77"]'}
+    with pytest.raises(AssertionError) as caught:
+        ServiceProcess("livecart_ingest", env).start()
+    assert "LIVECART_ICE_HOST_ADDRESSES: '198.51.100.77'" in str(caught.value)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import struct
 import time
 from collections import deque
@@ -58,8 +59,8 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
 from av.frame import Frame
 
-from livecart_core.errors import InvalidArgument
-from livecart_media.errors import UnsupportedCodecs
+from livecart_core.errors import InvalidArgument, StartupError
+from livecart_media.errors import Unavailable, UnsupportedCodecs
 from livecart_media.offers import check_offer
 from livecart_media.rtp import header as rtp_header
 from livecart_media.rtp import keyframe, rtcp
@@ -160,6 +161,39 @@ class IceGathering:
         async with self._lock:
             with pinned_host_addresses(self.addresses):
                 yield
+
+
+def check_host_addresses(addresses: Sequence[str], setting: str) -> None:
+    """At start-up: raise StartupError naming `setting` unless ICE can use `addresses`
+    (each one bindable here) or, when empty, aioice finds an interface of its own.
+
+    Without, every answer would carry no candidate: sessions that can never connect."""
+    if not addresses:
+        if not aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):
+            raise StartupError(
+                f"no network interface for ICE host candidates (aioice skips loopback): "
+                f"set {setting} to the addresses clients reach this host on"
+            )
+        return
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((address, 0))
+        except OSError as exc:
+            raise StartupError(
+                f"{setting}: {address!r} is not an address of this host ({exc.strerror})"
+            ) from None
+
+
+def require_candidates(pc: RTCPeerConnection) -> None:
+    """Refuse (503) an answer without ICE candidates: nothing could ever connect to it."""
+    if "\na=candidate:" not in pc.localDescription.sdp:
+        raise Unavailable(
+            "this server gathered no ICE candidate (no usable address; see its "
+            "LIVECART_ICE_HOST_ADDRESSES setting)",
+            retry_after_s=30,
+        )
 
 
 @contextmanager
@@ -295,6 +329,7 @@ async def answer_publisher(
         raise NegotiationError(f"the offer sends none of {', '.join(SUPPORTED_MIMES)}")
     tap = ReceiveTap(pc, on_rtp)
     await pc.setLocalDescription(await pc.createAnswer())
+    require_candidates(pc)
     return tap
 
 
@@ -468,6 +503,7 @@ async def answer_subscriber(
             "the offer takes none of " + ", ".join(s.mime for s in streams.values())
         )
     await pc.setLocalDescription(await pc.createAnswer())
+    require_candidates(pc)
     return Subscriber([RawSender(t, stream, on_keyframe_request) for t, stream in wanted])
 
 

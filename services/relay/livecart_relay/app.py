@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from livecart.relay.v1.relay_service_pb2_grpc import add_RelayServiceServicer_to_server
 from livecart_core.service import Service, ServiceDefinition
+from livecart_media.webrtc import check_host_addresses
 from livecart_relay.front import Front, FrontServicer, install_front
 from livecart_relay.pipes import SERVICE_NAME, RelayServicer
 from livecart_relay.player import install_player_page
@@ -27,6 +28,7 @@ async def setup(service: Service) -> None:
             FrontServicer(front, service.tokens), service.grpc_server
         )
         return
+    check_host_addresses(settings.ice_host_addresses, "LIVECART_ICE_HOST_ADDRESSES")
     rooms = MediaRooms(
         max_subscribers=settings.max_subscribers,
         retry_after_s=settings.retry_after_s,

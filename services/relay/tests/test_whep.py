@@ -23,6 +23,7 @@ from livecart_core.auth import TokenAuthority
 from livecart_core.service import Service
 from livecart_core.testing import TEST_AUTH_SECRET
 from livecart_media import webrtc
+from livecart_media.errors import Unavailable
 from livecart_media.testing import Viewer
 from livecart_media.whipwhep import RoomKey
 from livecart_relay.app import SERVICE, media_rooms
@@ -371,3 +372,20 @@ async def test_a_viewer_that_never_connects_is_closed_after_the_connect_timeout(
     started = time.monotonic()
     await until(lambda: rooms.subscriber_count == 0, "the unconnected viewer to leave")
     assert time.monotonic() - started >= CONNECT_TIMEOUT_S - 1
+
+
+async def test_an_answer_without_ice_candidates_is_503_not_a_dead_session() -> None:
+    # An address this host lacks: aioice binds nothing, so the answer would have no candidate.
+    stranded = MediaRooms(max_subscribers=1, ice_host_addresses=["198.51.100.77"])
+    publisher = peer()
+    publisher.addTrack(VideoStreamTrack())
+    await publisher.setLocalDescription(await publisher.createOffer())
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await stranded.publish(RoomKey(TENANT, "stranded"), publisher.localDescription)
+    finally:
+        await publisher.close()
+        await stranded.close()
+    assert "no ICE candidate" in str(caught.value)
+    assert caught.value.http_status == 503
+    assert stranded.get(RoomKey(TENANT, "stranded")) is None
