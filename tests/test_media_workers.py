@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -156,3 +157,40 @@ async def test_viewers_spread_over_workers_and_survive_a_worker_restart(
             await until(
                 late.has(video=20), "a new viewer to decode after the restart", timeout_s=30
             )
+
+
+def post_all_then_read(port: int, path: str, token: str, body: bytes) -> bytes:
+    """A plain HTTP/1.1 client that sends all of `body` before it reads: the status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as connection:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/sdp\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        connection.sendall(head.encode() + body)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.split(b"\r\n")[0]
+
+
+async def test_a_huge_offer_to_the_front_is_answered_413_every_time(relay: ServiceProcess) -> None:
+    play = TOKENS.issue("shop", "viewer", ("play",), room=ROOM)
+    body = b"v=0\r\n" + b"a=x\r\n" * (2 * 1024 * 1024)  # about 10 MB
+    port = int(relay.url.rsplit(":", 1)[1])
+    loop = asyncio.get_running_loop()
+    for _ in range(6):
+        status = await loop.run_in_executor(
+            None, post_all_then_read, port, f"/whep/{ROOM}", play, body
+        )
+        assert status.startswith(b"HTTP/1.1 413"), status
+    async with httpx.AsyncClient(timeout=20) as http:
+        declared = await http.post(
+            f"{relay.url}/whep/{ROOM}",
+            content=body,
+            headers={"Content-Type": "application/sdp", **bearer(play)},
+        )
+    assert declared.status_code == 413 and declared.json()["error"] == "payload_too_large"

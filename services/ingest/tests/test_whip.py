@@ -597,3 +597,24 @@ def test_an_ice_address_this_host_lacks_is_refused_at_start_up() -> None:
     with pytest.raises(AssertionError) as caught:
         ServiceProcess("livecart_ingest", env).start()
     assert "LIVECART_ICE_HOST_ADDRESSES: '198.51.100.77'" in str(caught.value)
+
+
+async def test_a_huge_offer_is_answered_413_every_time_not_reset(
+    http: httpx.AsyncClient, ingest: ServiceProcess
+) -> None:
+    room = "huge"
+    headers = {"Content-Type": "application/sdp", **bearer(publish_token(room))}
+    body = b"v=0\r\n" + b"a=x\r\n" * (2 * 1024 * 1024)  # about 10 MB
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: found while reading
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    for declared in (True, False, True, False, True, False):
+        content = body if declared else chunked()
+        async with httpx.AsyncClient(timeout=20) as fresh:  # a new connection each time
+            response = await fresh.post(
+                f"{ingest.url}/whip/{room}", content=content, headers=headers
+            )
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "payload_too_large"

@@ -65,24 +65,34 @@ def room_key(caller: Principal, room: str) -> RoomKey:
 
 async def read_offer(request: Request) -> RTCSessionDescription:
     """The request's SDP offer; 400 for a wrong type or non-SDP body, 413 over 64 KiB."""
+    return RTCSessionDescription(sdp=await read_sdp(request), type="offer")
+
+
+async def read_sdp(request: Request) -> str:
+    """The request's body as SDP text, under the same rules as `read_offer`.
+
+    A body declared too big is refused before any of it is read (a client that sent
+    ``Expect: 100-continue`` then sends none); one found too big while reading is refused
+    at once, and the server reads and drops the rest, so the client reads the 413."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != SDP:
         raise InvalidArgument(f"the body must be an SDP offer (Content-Type: {SDP})")
+    too_large = PayloadTooLarge(f"an SDP offer may have at most {MAX_SDP_BYTES} bytes")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_SDP_BYTES:
-        raise PayloadTooLarge(f"an SDP offer may have at most {MAX_SDP_BYTES} bytes")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_SDP_BYTES:
-            raise PayloadTooLarge(f"an SDP offer may have at most {MAX_SDP_BYTES} bytes")
+            raise too_large
     try:
         sdp = body.decode()
     except UnicodeDecodeError:
         raise InvalidArgument("the SDP offer is not UTF-8 text") from None
     if not sdp.startswith("v=0") or "\nm=" not in sdp:
         raise InvalidArgument("not an SDP offer: it must start with v=0 and have m= lines")
-    return RTCSessionDescription(sdp=sdp, type="offer")
+    return sdp
 
 
 def ice_server_links(urls: Sequence[str]) -> str | None:

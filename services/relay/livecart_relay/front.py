@@ -310,8 +310,8 @@ class Front:
 
     # Viewers -------------------------------------------------------------------------
 
-    async def subscribe(self, room: str, request: Request) -> Response:
-        body = await request.body()
+    async def subscribe(self, room: str, offer: str, request: Request) -> Response:
+        body = offer.encode()
         headers = _forwarded_headers(request)
         refusal: httpx.Response | None = None
         for worker in sorted(self.workers, key=lambda w: w.viewers):
@@ -402,7 +402,8 @@ def install_front(
     """WHEP on the front, the same contract as a worker's (`livecart_relay.whep`)."""
 
     async def start(key: RoomKey, caller: Principal, request: Request) -> Response:
-        return await front.subscribe(key.room, request)
+        # Checked here as on a worker: the front must not buffer a body of any size.
+        return await front.subscribe(key.room, await whipwhep.read_sdp(request), request)
 
     async def stop(key: RoomKey, caller: Principal, session: str, request: Request) -> Response:
         return await front.unsubscribe(key.room, session, request)
