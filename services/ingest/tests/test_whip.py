@@ -618,3 +618,16 @@ async def test_a_huge_offer_is_answered_413_every_time_not_reset(
             )
         assert response.status_code == 413, response.text
         assert response.json()["error"] == "payload_too_large"
+
+
+async def test_the_served_openapi_describes_whip(
+    http: httpx.AsyncClient, ingest: ServiceProcess
+) -> None:
+    spec = (await http.get(f"{ingest.url}/openapi.json")).json()
+    post = spec["paths"]["/whip/{room}"]["post"]
+    assert "application/sdp" in post["requestBody"]["content"]
+    assert {"Location", "Link"} <= post["responses"]["201"]["headers"].keys()
+    expected = {"201", "400", "401", "403", "406", "409", "413", "503"}
+    assert expected <= post["responses"].keys()
+    refused = await http.get(f"{ingest.url}/whip/a-room/a-session")
+    assert refused.status_code == 405 and refused.headers["allow"] == "DELETE, OPTIONS"

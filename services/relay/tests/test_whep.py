@@ -389,3 +389,41 @@ async def test_an_answer_without_ice_candidates_is_503_not_a_dead_session() -> N
     assert "no ICE candidate" in str(caught.value)
     assert caught.value.http_status == 503
     assert stranded.get(RoomKey(TENANT, "stranded")) is None
+
+
+async def test_every_refused_method_names_what_is_allowed_as_options_does(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = bearer(token())
+    for path, methods in (
+        (f"/whep/{ROOM}", ("GET", "PUT", "PATCH", "DELETE")),
+        (
+            f"/whep/{ROOM}/abc",
+            ("GET", "PUT", "POST", "PATCH"),
+        ),
+    ):
+        options = await client.options(path)
+        assert options.status_code == 204
+        allowed = options.headers["allow"]
+        for method in methods:
+            refused = await client.request(method, path, headers=auth)
+            assert refused.status_code == 405, (method, path, refused.text)
+            assert refused.headers["allow"] == allowed, (method, path)
+            assert refused.json()["error"] == "method_not_allowed"
+            assert method not in allowed.split(", ")
+    endpoint = await client.options(f"/whep/{ROOM}")
+    assert endpoint.headers["accept-post"] == "application/sdp"
+
+
+async def test_the_served_openapi_describes_whep(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    post = spec["paths"]["/whep/{room}"]["post"]
+    assert "application/sdp" in post["requestBody"]["content"]
+    created = post["responses"]["201"]
+    assert "application/sdp" in created["content"]
+    assert {"Location", "Link"} <= created["headers"].keys()
+    assert {"400", "401", "403", "404", "406", "413", "503"} <= post["responses"].keys()
+    assert "Retry-After" in post["responses"]["503"]["headers"]
+    session = spec["paths"]["/whep/{room}/{session}"]
+    assert "204" in session["delete"]["responses"]
+    assert "Allow" in session["patch"]["responses"]["405"]["headers"]
