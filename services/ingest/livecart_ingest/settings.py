@@ -26,6 +26,10 @@ class IngestSettings(ServiceSettings):
     ice_host_addresses: list[str] = Field(default_factory=list)
     """The addresses announced as ICE host candidates (JSON list); empty: every interface
     aioice finds, which never includes 127.0.0.1."""
+    ice_port_min: int = Field(default=0, ge=0, le=65535)
+    ice_port_max: int = Field(default=0, ge=0, le=65535)
+    """The UDP ports ICE host candidates bind in (both 0: any the OS picks), for firewalls
+    and Kubernetes Services; one port per publisher."""
     ice_servers: list[str] = Field(default_factory=list)
     """STUN/TURN servers announced to publishers in WHIP ``Link`` headers (JSON list of
     URLs; TURN as ``turn:host:port?transport=udp username=u credential=c``)."""

@@ -19,7 +19,10 @@ touches aiortc's private attributes, all written against the pinned aiortc==1.16
 - `RTCRtpSender._ssrc`, `._rtx_ssrc`: the SSRCs aiortc announces in our SDP.
 - `RTCRtpSender._send_rtcp(packets)`, replaced per sender: its periodic sender reports
   carry our packet counts and the publisher's clock mapping instead of zeros.
-- `aioice.ice.get_host_addresses`, replaced inside `pinned_host_addresses`.
+- `aioice.ice.get_host_addresses`, replaced inside `pinned_host_addresses`;
+  `aioice.ice.Connection.get_component_candidates` (its host half redone: `StunProtocol`,
+  `candidate_foundation`, `candidate_priority`, `Connection._protocols`), inside
+  `pinned_host_ports`.
 
 A publisher's peer connection gets a `ReceiveTap` (`answer_publisher`): every RTP packet
 comes out as bytes with its parsed header, already kept in its `ForwardedStream`'s NACK
@@ -47,9 +50,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 
+import aioice
+import aioice.candidate
 import aioice.ice
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
@@ -62,6 +67,7 @@ from av.frame import Frame
 from livecart_core.errors import InvalidArgument, StartupError
 from livecart_media.errors import Unavailable, UnsupportedCodecs
 from livecart_media.offers import check_offer
+from livecart_media.ports import PortRange
 from livecart_media.rtp import header as rtp_header
 from livecart_media.rtp import keyframe, rtcp
 from livecart_media.rtp.cache import PacketCache
@@ -85,6 +91,7 @@ _REPLAY_GAP_S = 0.008  # then a pause: about 2,000 packets/s, 13 times a 720p st
 _REPLAY_MAX = 256
 _SENDER_REPORT = struct.Struct("!BBHIQIII")  # RFC 3550 §6.4.1, no report blocks
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
+_ICE_RECEIVE_BUFFER = 262144  # as aioice sets it (aioice.turn.UDP_SOCKET_BUFFER_SIZE)
 
 
 class NegotiationError(ValueError):
@@ -144,23 +151,79 @@ async def negotiate(answering: Awaitable[T]) -> T:
 class IceGathering:
     """Where a server's peer connections gather ICE host candidates.
 
-    With configured addresses, gathering is pinned to them (`pinned_host_addresses`
-    patches aioice for the whole process, so one negotiation at a time); without, aioice
-    offers every interface it finds.
+    With configured addresses, gathering is pinned to them (`pinned_host_addresses`);
+    with a port range, host candidates bind inside it (`pinned_host_ports`). Both patch
+    aioice for the whole process, so then one negotiation gathers at a time; without
+    either, aioice offers every interface it finds, on ports the OS picks.
     """
 
-    def __init__(self, addresses: Sequence[str] = ()) -> None:
+    def __init__(self, addresses: Sequence[str] = (), ports: PortRange | None = None) -> None:
         self.addresses = tuple(addresses)
+        self.ports = ports
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
-        if not self.addresses:
+        if not self.addresses and self.ports is None:
             yield
             return
         async with self._lock:
-            with pinned_host_addresses(self.addresses):
+            with ExitStack() as pinned:
+                if self.addresses:
+                    pinned.enter_context(pinned_host_addresses(self.addresses))
+                if self.ports is not None:
+                    pinned.enter_context(pinned_host_ports(self.ports))
                 yield
+
+
+@contextmanager
+def pinned_host_ports(ports: PortRange) -> Iterator[None]:
+    """Bind ICE host candidates on ports of `ports` inside the block (aioice 0.13 has no
+    port range of its own: it binds port 0).
+
+    Replaces `aioice.ice.Connection.get_component_candidates` for connections without
+    STUN or TURN servers (a server's peers: `peer()`), doing what its host half does."""
+    original = aioice.ice.Connection.get_component_candidates
+
+    async def in_range(
+        self: aioice.ice.Connection,
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+    ) -> list[aioice.Candidate]:
+        if self.stun_server or self.turn_server:
+            return await original(self, component, addresses, timeout)
+        loop = asyncio.get_running_loop()
+        candidates = []
+        for address in addresses:
+            try:
+                sock = ports.bind_udp(address)
+            except OSError as exc:
+                logger.warning("no ICE host candidate on %s: %s", address, exc)
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _ICE_RECEIVE_BUFFER)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(self), sock=sock
+            )
+            host, port = sock.getsockname()[:2]
+            protocol.local_candidate = aioice.Candidate(
+                foundation=aioice.candidate.candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=aioice.candidate.candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            self._protocols.append(protocol)
+        return candidates
+
+    aioice.ice.Connection.get_component_candidates = in_range  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        aioice.ice.Connection.get_component_candidates = original  # type: ignore[method-assign]
 
 
 def check_host_addresses(addresses: Sequence[str], setting: str) -> None:
@@ -190,8 +253,9 @@ def require_candidates(pc: RTCPeerConnection) -> None:
     """Refuse (503) an answer without ICE candidates: nothing could ever connect to it."""
     if "\na=candidate:" not in pc.localDescription.sdp:
         raise Unavailable(
-            "this server gathered no ICE candidate (no usable address; see its "
-            "LIVECART_ICE_HOST_ADDRESSES setting)",
+            "this server gathered no ICE candidate: no usable address (its "
+            "LIVECART_ICE_HOST_ADDRESSES setting) or no free port in its "
+            "LIVECART_ICE_PORT_MIN..LIVECART_ICE_PORT_MAX",
             retry_after_s=30,
         )
 
