@@ -427,3 +427,24 @@ async def test_the_served_openapi_describes_whep(client: httpx.AsyncClient) -> N
     session = spec["paths"]["/whep/{room}/{session}"]
     assert "204" in session["delete"]["responses"]
     assert "Allow" in session["patch"]["responses"]["405"]["headers"]
+
+
+async def test_a_viewer_whose_dtls_fails_leaves_at_once(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    viewer = Viewer()
+    viewers.append(viewer)
+    offer = await viewer.offer("video")
+    # Well-formed, but not its certificate's: the relay's DTLS check of the viewer fails.
+    forged = re.sub(r"(a=fingerprint:sha-256) \S+", r"\1 " + ":".join(["AB"] * 32), offer)
+    forged = "".join(
+        line
+        for line in forged.splitlines(keepends=True)
+        if not line.startswith(("a=fingerprint:sha-384", "a=fingerprint:sha-512"))
+    )
+    response = await post_offer(client, forged, bearer(token()))
+    assert response.status_code == 201, response.text
+    started = time.monotonic()
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    await until(lambda: rooms.subscriber_count == 0, "the failed viewer to leave")
+    assert time.monotonic() - started < CONNECT_TIMEOUT_S, "left only at the connect timeout"
