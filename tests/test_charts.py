@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -248,3 +249,23 @@ def test_ingest_pipes_to_every_relay_pod_on_the_pods_address(helm: Helm) -> None
     services = {s["metadata"]["name"]: s for s in of_kind(render(helm, EDGE, ("sea",)), "Service")}
     assert services[f"{EDGE}-relay-pods"]["spec"]["clusterIP"] == "None"
     assert services[f"{EDGE}-relay"]["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def test_edge_media_binds_in_configured_udp_port_ranges(helm: Helm) -> None:
+    deployments = {module(d): d for d in of_kind(render(helm, EDGE, ("sea",)), "Deployment")}
+
+    def ports(name: str, setting: str) -> tuple[int, int]:
+        values = env(deployments[name])
+        low, high = values[f"{setting}_MIN"]["value"], values[f"{setting}_MAX"]["value"]
+        return int(low), int(high)
+
+    ingest_ice = ports("livecart_ingest", "LIVECART_ICE_PORT")
+    relay_ice = ports("livecart_relay", "LIVECART_ICE_PORT")
+    relay_pipe = ports("livecart_relay", "LIVECART_PIPE_PORT")
+    ranges = sorted([ingest_ice, relay_ice, relay_pipe])
+    assert all(low <= high for low, high in ranges)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(ranges)), ranges
+    workers = int(env(deployments["livecart_relay"])["LIVECART_WORKERS"]["value"])
+    # Each worker's slice holds its LIVECART_MAX_SUBSCRIBERS (500 by default).
+    assert (relay_ice[1] - relay_ice[0] + 1) // workers >= 500
+    assert "LIVECART_PIPE_PORT_MIN" not in env(deployments["livecart_ingest"])

@@ -44,6 +44,19 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
 - name: LIVECART_RELAY_GRPC_ADDRESS
   value: "{{ include "livecart.fullname" .root }}-relay-pods:{{ $v.ports.grpc }}"
 {{- end }}
+{{- /* UDP port ranges ({min, max}) ICE host candidates and relay pipes bind in. */}}
+{{- with .svc.icePorts }}
+- name: LIVECART_ICE_PORT_MIN
+  value: {{ .min | quote }}
+- name: LIVECART_ICE_PORT_MAX
+  value: {{ .max | quote }}
+{{- end }}
+{{- with .svc.pipePorts }}
+- name: LIVECART_PIPE_PORT_MIN
+  value: {{ .min | quote }}
+- name: LIVECART_PIPE_PORT_MAX
+  value: {{ .max | quote }}
+{{- end }}
 {{- if eq .name "relay" }}
 {{- /* Ingest's pipes reach the relay on its pod address. */}}
 - name: LIVECART_PIPE_HOST

@@ -8,12 +8,15 @@ from livecart_ingest.publishers import Publishers
 from livecart_ingest.relays import Relays
 from livecart_ingest.settings import IngestSettings
 from livecart_ingest.whip import install_whip
+from livecart_media.ports import PortRange
+from livecart_media.webrtc import check_host_addresses
 
 
 async def setup(service: Service) -> None:
     """WHIP routes over one `Publishers`, kept as ``service.http_app.state.publishers``."""
     settings = service.settings
     assert isinstance(settings, IngestSettings)
+    check_host_addresses(settings.ice_host_addresses, "LIVECART_ICE_HOST_ADDRESSES")
     relays = Relays(settings.relay_grpc_address)
     publishers = Publishers(
         relays=relays,
@@ -22,7 +25,9 @@ async def setup(service: Service) -> None:
         edge=settings.edge,
         max_publishers=settings.max_publishers,
         retry_after_s=settings.retry_after_s,
+        connect_timeout_s=settings.connect_timeout_s,
         ice_host_addresses=settings.ice_host_addresses,
+        ice_ports=PortRange.from_settings(settings.ice_port_min, settings.ice_port_max, "ICE_PORT"),
         max_bitrate=settings.max_publish_bitrate,
         min_bitrate=settings.min_publish_bitrate,
     )

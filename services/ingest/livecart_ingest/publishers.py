@@ -43,6 +43,7 @@ from livecart_ingest.relays import Relays
 from livecart_media import rtp
 from livecart_media.errors import OverCapacity, Unavailable, UnsupportedCodecs
 from livecart_media.pipe import INGEST_TIME_EXTENSION_ID, PipeOut
+from livecart_media.ports import PortRange
 from livecart_media.rtp import rtcp
 from livecart_media.rtp.cache import KeyframeRequests
 from livecart_media.rtp.header import RtpHeader
@@ -175,7 +176,9 @@ class Publishers:
         edge: str,
         max_publishers: int,
         retry_after_s: int = 5,
+        connect_timeout_s: float | None = None,
         ice_host_addresses: Sequence[str] = (),
+        ice_ports: PortRange | None = None,
         max_bitrate: int = 2_500_000,
         min_bitrate: int = 150_000,
     ) -> None:
@@ -185,10 +188,11 @@ class Publishers:
         self.edge = edge
         self.max_publishers = max_publishers
         self.retry_after_s = retry_after_s
+        self.connect_timeout_s = connect_timeout_s
         self.max_bitrate = max_bitrate
         self.min_bitrate = min_bitrate
         self.sessions: dict[str, PublishSession] = {}
-        self._ice = IceGathering(ice_host_addresses)
+        self._ice = IceGathering(ice_host_addresses, ice_ports)
         self._joining = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -207,7 +211,10 @@ class Publishers:
             )
         self._joining += 1
         session = PublishSession(
-            secrets.token_urlsafe(16), RoomKey(caller.tenant_id, room), caller, peer()
+            secrets.token_urlsafe(16),
+            RoomKey(caller.tenant_id, room),
+            caller,
+            peer(self.connect_timeout_s),
         )
         try:
             async with self._ice():

@@ -20,9 +20,16 @@ class IngestSettings(ServiceSettings):
     max_publishers: int = Field(default=50, ge=0)
     """WHIP publishers this process takes; more are told 503 + Retry-After."""
     retry_after_s: int = Field(default=5, ge=1)
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+    """A publisher whose ICE and DTLS are not up this long after its offer is closed, and its
+    slot freed."""
     ice_host_addresses: list[str] = Field(default_factory=list)
     """The addresses announced as ICE host candidates (JSON list); empty: every interface
     aioice finds, which never includes 127.0.0.1."""
+    ice_port_min: int = Field(default=0, ge=0, le=65535)
+    ice_port_max: int = Field(default=0, ge=0, le=65535)
+    """The UDP ports ICE host candidates bind in (both 0: any the OS picks), for firewalls
+    and Kubernetes Services; one port per publisher."""
     ice_servers: list[str] = Field(default_factory=list)
     """STUN/TURN servers announced to publishers in WHIP ``Link`` headers (JSON list of
     URLs; TURN as ``turn:host:port?transport=udp username=u credential=c``)."""

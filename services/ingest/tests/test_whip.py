@@ -257,8 +257,9 @@ async def test_bad_whip_requests_get_clear_answers(
     assert (await post(good, "hello")).status_code == 400
     assert (await post(good, "v=0\r\nm=video 9 nonsense\r\n")).status_code == 400
     assert (await post(good, "v=0\r\n" + "a=x\r\n" * 20000)).status_code == 413
+    unbound = bearer(TOKENS.issue(TENANT, "merchant-1", ("publish",)))  # any room's token
     bad_room = await http.post(
-        f"{ingest.url}/whip/no%20spaces", content=offer, headers={**sdp, **good}
+        f"{ingest.url}/whip/no%20spaces", content=offer, headers={**sdp, **unbound}
     )
     assert bad_room.status_code == 400
 
@@ -490,3 +491,144 @@ async def test_each_room_is_piped_to_every_relay_even_one_that_starts_later(
     finally:
         for relay in relays:
             relay.stop()
+
+
+def without(sdp: str, *prefixes: str) -> str:
+    """`sdp` without the lines starting with any of `prefixes`."""
+    return "".join(line for line in sdp.splitlines(keepends=True) if not line.startswith(prefixes))
+
+
+def unknown_audio_codecs(sdp: str) -> str:
+    """The audio m-line offers only AMR-WB, which aiortc does not know."""
+    lines = []
+    for line in sdp.splitlines(keepends=True):
+        if line.startswith("m=audio"):
+            line = " ".join(line.split()[:3]) + " 96\r\n"
+        elif line.startswith("a=rtpmap:96 opus"):
+            line = "a=rtpmap:96 AMR-WB/16000\r\n"
+        elif line.startswith(("a=rtpmap:9 ", "a=rtpmap:0 ", "a=rtpmap:8 ")):
+            continue
+        lines.append(line)
+    return "".join(lines)
+
+
+OFFER_FAULTS = {
+    "codecs aiortc lacks": (unknown_audio_codecs, 406, "audio m-line"),
+    "a mid outside BUNDLE": (lambda s: s.replace("a=mid:1", "a=mid:zz"), 400, "BUNDLE"),
+    "no BUNDLE group": (lambda s: without(s, "a=group:"), 400, "BUNDLE"),
+    "no fingerprint": (lambda s: without(s, "a=fingerprint:"), 400, "a=fingerprint"),
+    "unknown fingerprint hash": (
+        lambda s: s.replace("a=fingerprint:sha-", "a=fingerprint:md-"),
+        400,
+        "a=fingerprint",
+    ),
+    "no ICE password": (lambda s: without(s, "a=ice-pwd:"), 400, "ice-pwd"),
+    "no setup role": (lambda s: without(s, "a=setup:"), 400, "a=setup"),
+    "setup passive": (lambda s: s.replace("a=setup:actpass", "a=setup:passive"), 400, "passive"),
+    "sends nothing": (lambda s: s.replace("a=sendrecv", "a=recvonly"), 400, "sends nothing"),
+}
+
+
+@pytest.mark.parametrize("fault", list(OFFER_FAULTS))
+async def test_an_offer_the_session_could_not_use_is_refused_with_the_reason(
+    http: httpx.AsyncClient, ingest: ServiceProcess, fault: str
+) -> None:
+    spoil, status, says = OFFER_FAULTS[fault]
+    room = "spoilt-offer"
+    publisher = Publisher()
+    offer = spoil(await publisher.offer())
+    await publisher.close()
+    response = await http.post(
+        f"{ingest.url}/whip/{room}",
+        content=offer,
+        headers={"Content-Type": "application/sdp", **bearer(publish_token(room))},
+    )
+    assert response.status_code == status, response.text
+    assert says in response.json()["message"], response.text
+
+
+async def test_a_session_that_cannot_connect_frees_its_slot_at_once(
+    http: httpx.AsyncClient, peers: list[Publisher | Viewer]
+) -> None:
+    env = {
+        "LIVECART_BUS": "memory",
+        "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK,
+        "LIVECART_MAX_PUBLISHERS": "1",
+        "LIVECART_CONNECT_TIMEOUT_S": "2",
+    }
+    relay_env = {"LIVECART_BUS": "memory", "LIVECART_ICE_HOST_ADDRESSES": LOOPBACK}
+    relay_env |= {"LIVECART_HTTP_PORT": str(free_port()), "LIVECART_GRPC_PORT": str(free_port())}
+    with ServiceProcess("livecart_relay", relay_env) as relay:
+        env["LIVECART_RELAY_GRPC_ADDRESS"] = f"127.0.0.1:{relay.grpc_port}"
+        with ServiceProcess("livecart_ingest", env) as ingest:
+            # A fingerprint-less offer would leave DTLS nothing to check: refused, no slot.
+            fingerprintless = Publisher()
+            peers.append(fingerprintless)
+            offer = without(await fingerprintless.offer(), "a=fingerprint:")
+            headers = {"Content-Type": "application/sdp", **bearer(publish_token("a"))}
+            refused = await http.post(f"{ingest.url}/whip/a", content=offer, headers=headers)
+            assert refused.status_code == 400, refused.text
+            # A publisher that posts its offer and never takes the answer holds the one slot
+            # only until the connect timeout.
+            vanished = Publisher()
+            peers.append(vanished)
+            answered = await http.post(
+                f"{ingest.url}/whip/a", content=await vanished.offer(), headers=headers
+            )
+            assert answered.status_code == 201, answered.text
+            started = asyncio.get_running_loop().time()
+            for _ in range(100):
+                other = Publisher()
+                peers.append(other)
+                response = await other.post(http, f"{ingest.url}/whip/b", publish_token("b"))
+                if response.status_code == 201:
+                    break
+                assert response.status_code == 503, response.text
+                await asyncio.sleep(0.25)
+            waited = asyncio.get_running_loop().time() - started
+            assert response.status_code == 201, response.text
+            assert waited < 8, f"the slot came free after {waited:.1f} s"
+            await until(
+                lambda: other.pc.connectionState == "connected", "the second publisher to connect"
+            )
+
+
+def test_an_ice_address_this_host_lacks_is_refused_at_start_up() -> None:
+    env = {"LIVECART_BUS": "memory", "LIVECART_ICE_HOST_ADDRESSES": '["198.51.100.77"]'}
+    with pytest.raises(AssertionError) as caught:
+        ServiceProcess("livecart_ingest", env).start()
+    assert "LIVECART_ICE_HOST_ADDRESSES: '198.51.100.77'" in str(caught.value)
+
+
+async def test_a_huge_offer_is_answered_413_every_time_not_reset(
+    http: httpx.AsyncClient, ingest: ServiceProcess
+) -> None:
+    room = "huge"
+    headers = {"Content-Type": "application/sdp", **bearer(publish_token(room))}
+    body = b"v=0\r\n" + b"a=x\r\n" * (2 * 1024 * 1024)  # about 10 MB
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: found while reading
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    for declared in (True, False, True, False, True, False):
+        content = body if declared else chunked()
+        async with httpx.AsyncClient(timeout=20) as fresh:  # a new connection each time
+            response = await fresh.post(
+                f"{ingest.url}/whip/{room}", content=content, headers=headers
+            )
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "payload_too_large"
+
+
+async def test_the_served_openapi_describes_whip(
+    http: httpx.AsyncClient, ingest: ServiceProcess
+) -> None:
+    spec = (await http.get(f"{ingest.url}/openapi.json")).json()
+    post = spec["paths"]["/whip/{room}"]["post"]
+    assert "application/sdp" in post["requestBody"]["content"]
+    assert {"Location", "Link"} <= post["responses"]["201"]["headers"].keys()
+    expected = {"201", "400", "401", "403", "406", "409", "413", "503"}
+    assert expected <= post["responses"].keys()
+    refused = await http.get(f"{ingest.url}/whip/a-room/a-session")
+    assert refused.status_code == 405 and refused.headers["allow"] == "DELETE, OPTIONS"

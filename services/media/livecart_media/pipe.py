@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from livecart_media.rtp import header as rtp_header
 from livecart_media.rtp import rtcp
@@ -219,11 +220,15 @@ class PipeIn(_Endpoint):
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, host: str, *args: object, **kwargs: object) -> PipeIn:
+    async def open(cls, where: str | socket.socket, *args: object, **kwargs: object) -> PipeIn:
+        """A pipe listening on `where`: a host (any free port) or a bound UDP socket."""
         loop = asyncio.get_running_loop()
+        bind: dict[str, Any] = (
+            {"local_addr": (where, 0)} if isinstance(where, str) else {"sock": where}
+        )
         _, pipe = await loop.create_datagram_endpoint(
             lambda: cls(*args, **kwargs),  # type: ignore[arg-type]
-            local_addr=(host, 0),
+            **bind,
         )
         pipe._task = asyncio.create_task(pipe._drain())
         return pipe

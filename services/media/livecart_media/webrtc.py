@@ -19,7 +19,10 @@ touches aiortc's private attributes, all written against the pinned aiortc==1.16
 - `RTCRtpSender._ssrc`, `._rtx_ssrc`: the SSRCs aiortc announces in our SDP.
 - `RTCRtpSender._send_rtcp(packets)`, replaced per sender: its periodic sender reports
   carry our packet counts and the publisher's clock mapping instead of zeros.
-- `aioice.ice.get_host_addresses`, replaced inside `pinned_host_addresses`.
+- `aioice.ice.get_host_addresses`, replaced inside `pinned_host_addresses`;
+  `aioice.ice.Connection.get_component_candidates` (its host half redone: `StunProtocol`,
+  `candidate_foundation`, `candidate_priority`, `Connection._protocols`), inside
+  `pinned_host_ports`.
 
 A publisher's peer connection gets a `ReceiveTap` (`answer_publisher`): every RTP packet
 comes out as bytes with its parsed header, already kept in its `ForwardedStream`'s NACK
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import struct
 import time
 from collections import deque
@@ -46,9 +50,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from typing import Any, Literal, TypeVar
 
+import aioice
+import aioice.candidate
 import aioice.ice
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
@@ -59,8 +65,10 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket
 from av.frame import Frame
 
-from livecart_core.errors import InvalidArgument
-from livecart_media.errors import UnsupportedCodecs
+from livecart_core.errors import InvalidArgument, StartupError
+from livecart_media.errors import Unavailable, UnsupportedCodecs
+from livecart_media.offers import check_offer
+from livecart_media.ports import PortRange
 from livecart_media.rtp import header as rtp_header
 from livecart_media.rtp import keyframe, rtcp
 from livecart_media.rtp.cache import PacketCache
@@ -84,6 +92,7 @@ _REPLAY_GAP_S = 0.008  # then a pause: about 2,000 packets/s, 13 times a 720p st
 _REPLAY_MAX = 256
 _SENDER_REPORT = struct.Struct("!BBHIQIII")  # RFC 3550 §6.4.1, no report blocks
 _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970
+_ICE_RECEIVE_BUFFER = 262144  # as aioice sets it (aioice.turn.UDP_SOCKET_BUFFER_SIZE)
 
 
 class NegotiationError(ValueError):
@@ -99,10 +108,36 @@ _INCOMPLETE = "a media section lacks its ICE, DTLS or codec lines"
 T = TypeVar("T")
 
 
-def peer() -> RTCPeerConnection:
+def peer(connect_timeout_s: float | None = None) -> RTCPeerConnection:
     """A server-side peer connection: host candidates only (no STUN server needed to learn
-    our own addresses)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    our own addresses).
+
+    With `connect_timeout_s`, it is closed unless ICE and DTLS are up that soon: a client
+    that posted an offer and vanished, or whose checks or handshake never finish, would
+    otherwise hold its publisher or viewer slot until aioice gives up, a minute later.
+    Closing shows as ``connectionState == "closed"``, which frees the slot."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if connect_timeout_s is not None:
+        timer = asyncio.get_running_loop().call_later(connect_timeout_s, _give_up, pc)
+
+        @pc.on("connectionstatechange")
+        def settled() -> None:
+            if pc.connectionState in ("connected", "closed"):
+                timer.cancel()
+
+    return pc
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _give_up(pc: RTCPeerConnection) -> None:
+    if pc.connectionState in ("connected", "closed"):
+        return
+    logger.info("closing a peer connection not connected in time (%s)", pc.connectionState)
+    task = asyncio.ensure_future(pc.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 async def negotiate(answering: Awaitable[T]) -> T:
@@ -130,23 +165,113 @@ async def negotiate(answering: Awaitable[T]) -> T:
 class IceGathering:
     """Where a server's peer connections gather ICE host candidates.
 
-    With configured addresses, gathering is pinned to them (`pinned_host_addresses`
-    patches aioice for the whole process, so one negotiation at a time); without, aioice
-    offers every interface it finds.
+    With configured addresses, gathering is pinned to them (`pinned_host_addresses`);
+    with a port range, host candidates bind inside it (`pinned_host_ports`). Both patch
+    aioice for the whole process, so then one negotiation gathers at a time; without
+    either, aioice offers every interface it finds, on ports the OS picks.
     """
 
-    def __init__(self, addresses: Sequence[str] = ()) -> None:
+    def __init__(self, addresses: Sequence[str] = (), ports: PortRange | None = None) -> None:
         self.addresses = tuple(addresses)
+        self.ports = ports
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
-        if not self.addresses:
+        if not self.addresses and self.ports is None:
             yield
             return
         async with self._lock:
-            with pinned_host_addresses(self.addresses):
+            with ExitStack() as pinned:
+                if self.addresses:
+                    pinned.enter_context(pinned_host_addresses(self.addresses))
+                if self.ports is not None:
+                    pinned.enter_context(pinned_host_ports(self.ports))
                 yield
+
+
+@contextmanager
+def pinned_host_ports(ports: PortRange) -> Iterator[None]:
+    """Bind ICE host candidates on ports of `ports` inside the block (aioice 0.13 has no
+    port range of its own: it binds port 0).
+
+    Replaces `aioice.ice.Connection.get_component_candidates` for connections without
+    STUN or TURN servers (a server's peers: `peer()`), doing what its host half does."""
+    original = aioice.ice.Connection.get_component_candidates
+
+    async def in_range(
+        self: aioice.ice.Connection,
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+    ) -> list[aioice.Candidate]:
+        if self.stun_server or self.turn_server:
+            return await original(self, component, addresses, timeout)
+        loop = asyncio.get_running_loop()
+        candidates = []
+        for address in addresses:
+            try:
+                sock = ports.bind_udp(address)
+            except OSError as exc:
+                logger.warning("no ICE host candidate on %s: %s", address, exc)
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _ICE_RECEIVE_BUFFER)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(self), sock=sock
+            )
+            host, port = sock.getsockname()[:2]
+            protocol.local_candidate = aioice.Candidate(
+                foundation=aioice.candidate.candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=aioice.candidate.candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            self._protocols.append(protocol)
+        return candidates
+
+    aioice.ice.Connection.get_component_candidates = in_range  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        aioice.ice.Connection.get_component_candidates = original  # type: ignore[method-assign]
+
+
+def check_host_addresses(addresses: Sequence[str], setting: str) -> None:
+    """At start-up: raise StartupError naming `setting` unless ICE can use `addresses`
+    (each one bindable here) or, when empty, aioice finds an interface of its own.
+
+    Without, every answer would carry no candidate: sessions that can never connect."""
+    if not addresses:
+        if not aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):
+            raise StartupError(
+                f"no network interface for ICE host candidates (aioice skips loopback): "
+                f"set {setting} to the addresses clients reach this host on"
+            )
+        return
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((address, 0))
+        except OSError as exc:
+            raise StartupError(
+                f"{setting}: {address!r} is not an address of this host ({exc.strerror})"
+            ) from None
+
+
+def require_candidates(pc: RTCPeerConnection) -> None:
+    """Refuse (503) an answer without ICE candidates: nothing could ever connect to it."""
+    if "\na=candidate:" not in pc.localDescription.sdp:
+        raise Unavailable(
+            "this server gathered no ICE candidate: no usable address (its "
+            "LIVECART_ICE_HOST_ADDRESSES setting) or no free port in its "
+            "LIVECART_ICE_PORT_MIN..LIVECART_ICE_PORT_MAX",
+            retry_after_s=30,
+        )
 
 
 @contextmanager
@@ -279,7 +404,9 @@ async def answer_publisher(
     pc: RTCPeerConnection, offer: RTCSessionDescription, on_rtp: OnRtp
 ) -> ReceiveTap:
     """Answer a publisher's offer, receive-only, with the tap in place; the answer is
-    `pc.localDescription`. Raises NegotiationError if no track has a supported codec."""
+    `pc.localDescription`. Raises InvalidArgument for an offer that breaks the WebRTC rules
+    (`check_offer`), NegotiationError if no track has a supported codec."""
+    check_offer(offer, "publish", SUPPORTED_MIMES)
     await _apply_offer(pc, offer)
     taken: set[str] = set()
     for transceiver in pc.getTransceivers():
@@ -297,6 +424,7 @@ async def answer_publisher(
         raise NegotiationError(f"the offer sends none of {', '.join(SUPPORTED_MIMES)}")
     tap = ReceiveTap(pc, on_rtp)
     await pc.setLocalDescription(await pc.createAnswer())
+    require_candidates(pc)
     return tap
 
 
@@ -446,15 +574,19 @@ async def answer_subscriber(
     The answer is `pc.localDescription`. `on_keyframe_request` is awaited when the
     subscriber sends PLI/FIR and for each video packet dropped while waiting for a
     keyframe: rate-limit it (`KeyframeRequests`) before asking the publisher. Raises
-    NegotiationError if the offer takes none of the streams' codecs.
+    InvalidArgument for an offer that breaks the WebRTC rules or receives nothing
+    (`check_offer`), NegotiationError if it takes none of the streams' codecs.
     """
+    check_offer(offer, "play", [s.mime for s in streams.values()])
     await _apply_offer(pc, offer)
     wanted: list[tuple[RTCRtpTransceiver, ForwardedStream]] = []
     for transceiver in pc.getTransceivers():
         stream = streams.get("video" if transceiver.kind == "video" else "audio")
         taken = any(s is stream for _, s in wanted)
         codecs = [] if stream is None or taken else _one_codec(transceiver._codecs, (stream.mime,))
-        if stream is not None and codecs:
+        # Reversed, as aiortc keeps it: a viewer's recvonly is our sendonly.
+        receives = transceiver._offerDirection in ("sendonly", "sendrecv")
+        if stream is not None and codecs and receives:
             transceiver._codecs = codecs
             transceiver.sender.replaceTrack(IdleTrack(stream.kind))
             transceiver.direction = "sendonly"
@@ -466,6 +598,7 @@ async def answer_subscriber(
             "the offer takes none of " + ", ".join(s.mime for s in streams.values())
         )
     await pc.setLocalDescription(await pc.createAnswer())
+    require_candidates(pc)
     return Subscriber([RawSender(t, stream, on_keyframe_request) for t, stream in wanted])
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from livecart.relay.v1.relay_service_pb2_grpc import add_RelayServiceServicer_to_server
 from livecart_core.service import Service, ServiceDefinition
+from livecart_media.ports import PortRange
+from livecart_media.webrtc import check_host_addresses
 from livecart_relay.front import Front, FrontServicer, install_front
 from livecart_relay.pipes import SERVICE_NAME, RelayServicer
 from livecart_relay.player import install_player_page
@@ -27,10 +29,16 @@ async def setup(service: Service) -> None:
             FrontServicer(front, service.tokens), service.grpc_server
         )
         return
+    check_host_addresses(settings.ice_host_addresses, "LIVECART_ICE_HOST_ADDRESSES")
     rooms = MediaRooms(
         max_subscribers=settings.max_subscribers,
         retry_after_s=settings.retry_after_s,
+        connect_timeout_s=settings.connect_timeout_s,
         ice_host_addresses=settings.ice_host_addresses,
+        ice_ports=PortRange.from_settings(settings.ice_port_min, settings.ice_port_max, "ICE_PORT"),
+        pipe_ports=PortRange.from_settings(
+            settings.pipe_port_min, settings.pipe_port_max, "PIPE_PORT"
+        ),
         pipe_host=settings.pipe_host,
         pipe_timeout_s=settings.pipe_timeout_s,
         publisher_grace_s=settings.publisher_grace_s,

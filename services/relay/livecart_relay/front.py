@@ -40,12 +40,13 @@ from prometheus_client.registry import Collector
 from livecart.relay.v1 import relay_service_pb2 as pb
 from livecart.relay.v1 import relay_service_pb2_grpc as pb_grpc
 from livecart_core.auth import Principal, TokenAuthority, grpc_principal
-from livecart_core.errors import NotFound
+from livecart_core.errors import ConfigError, NotFound
 from livecart_core.localinfra import free_port
 from livecart_core.rpc import create_channel
 from livecart_media import whipwhep
 from livecart_media.errors import Unavailable
 from livecart_media.pipe import may_own
+from livecart_media.ports import PortRange
 from livecart_media.whipwhep import RoomKey
 from livecart_relay import metrics as relay_metrics
 from livecart_relay.settings import RelaySettings
@@ -156,6 +157,17 @@ class Front:
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
         self.workers = [Worker(i, free_port(), free_port()) for i in range(settings.workers)]
+        self.pipe_ports = PortRange.from_settings(
+            settings.pipe_port_min, settings.pipe_port_max, "PIPE_PORT"
+        )
+        self.ice_ports = PortRange.from_settings(
+            settings.ice_port_min, settings.ice_port_max, "ICE_PORT"
+        )
+        if self.ice_ports is not None and len(self.ice_ports) < settings.workers:
+            raise ConfigError(
+                f"LIVECART_ICE_PORT_MIN..LIVECART_ICE_PORT_MAX has {len(self.ice_ports)} ports, "
+                f"fewer than LIVECART_WORKERS={settings.workers}: each worker needs a slice"
+            )
         self.pipes: dict[tuple[str, str, str], FrontPipe] = {}  # tenant, room, stream id
         self.http = httpx.AsyncClient(timeout=15.0)
         self._watch: asyncio.Task[None] | None = None
@@ -203,7 +215,13 @@ class Front:
             "LIVECART_GRPC_HOST": "127.0.0.1",
             "LIVECART_GRPC_PORT": str(worker.grpc_port),
             "LIVECART_PIPE_HOST": "127.0.0.1",
+            # The front's tee holds the pipe range; a worker's pipes are on loopback only.
+            "LIVECART_PIPE_PORT_MIN": "0",
+            "LIVECART_PIPE_PORT_MAX": "0",
         }
+        if self.ice_ports is not None:
+            ice = self.ice_ports.slice(worker.index, len(self.workers))
+            env |= {"LIVECART_ICE_PORT_MIN": str(ice.first), "LIVECART_ICE_PORT_MAX": str(ice.last)}
         worker.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "livecart_relay", env=env
         )
@@ -268,7 +286,7 @@ class Front:
                 loop = asyncio.get_running_loop()
                 payload_types = [stream.payload_type for stream in request.streams]
                 _, tee = await loop.create_datagram_endpoint(
-                    lambda: Tee(payload_types), local_addr=(self.settings.pipe_host, 0)
+                    lambda: Tee(payload_types), **self._pipe_bind()
                 )
                 pipe = FrontPipe(request, metadata, tee)
                 try:
@@ -286,6 +304,17 @@ class Front:
             assert pipe.tee.transport is not None
             host, port = pipe.tee.transport.get_extra_info("sockname")[:2]
             return pb.OpenPipeResponse(pipe_id=_front_pipe_id(key), host=host, port=port)
+
+    def _pipe_bind(self) -> dict[str, Any]:
+        host = self.settings.pipe_host
+        if self.pipe_ports is None:
+            return {"local_addr": (host, 0)}
+        try:
+            return {"sock": self.pipe_ports.bind_udp(host)}
+        except OSError as exc:
+            raise Unavailable(
+                f"this relay has no free pipe port ({exc})", retry_after_s=5
+            ) from None
 
     async def close_pipe(self, tenant: str, request: pb.ClosePipeRequest) -> None:
         async with self._lock:
@@ -316,8 +345,8 @@ class Front:
 
     # Viewers -------------------------------------------------------------------------
 
-    async def subscribe(self, room: str, request: Request) -> Response:
-        body = await request.body()
+    async def subscribe(self, room: str, offer: str, request: Request) -> Response:
+        body = offer.encode()
         headers = _forwarded_headers(request)
         refusal: httpx.Response | None = None
         for worker in sorted(self.workers, key=lambda w: w.viewers):
@@ -408,7 +437,8 @@ def install_front(
     """WHEP on the front, the same contract as a worker's (`livecart_relay.whep`)."""
 
     async def start(key: RoomKey, caller: Principal, request: Request) -> Response:
-        return await front.subscribe(key.room, request)
+        # Checked here as on a worker: the front must not buffer a body of any size.
+        return await front.subscribe(key.room, await whipwhep.read_sdp(request), request)
 
     async def stop(key: RoomKey, caller: Principal, session: str, request: Request) -> Response:
         return await front.unsubscribe(key.room, session, request)

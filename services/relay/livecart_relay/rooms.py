@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 import weakref
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -32,6 +33,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from livecart_core.errors import Conflict, NotFound
 from livecart_media.errors import OverCapacity
 from livecart_media.pipe import PipeIn
+from livecart_media.ports import PortRange
 from livecart_media.rtp.cache import KeyframeRequests
 from livecart_media.rtp.header import RtpHeader
 from livecart_media.webrtc import (
@@ -257,7 +259,10 @@ class MediaRooms:
         *,
         max_subscribers: int,
         retry_after_s: int = 5,
+        connect_timeout_s: float | None = None,
         ice_host_addresses: Sequence[str] = (),
+        ice_ports: PortRange | None = None,
+        pipe_ports: PortRange | None = None,
         keyframe_interval: float = 0.5,
         pipe_host: str = "127.0.0.1",
         pipe_timeout_s: float = 10.0,
@@ -265,10 +270,12 @@ class MediaRooms:
     ) -> None:
         self.max_subscribers = max_subscribers
         self.retry_after_s = retry_after_s
+        self.connect_timeout_s = connect_timeout_s
         self.pipe_host = pipe_host
         self.pipe_timeout_s = pipe_timeout_s
         self.publisher_grace_s = publisher_grace_s
-        self._ice = IceGathering(ice_host_addresses)
+        self._ice = IceGathering(ice_host_addresses, ice_ports)
+        self.pipe_ports = pipe_ports
         self._keyframe_interval = keyframe_interval
         self._rooms: dict[RoomKey, MediaRoom] = {}
         self._joining = 0
@@ -320,10 +327,11 @@ class MediaRooms:
             room.detach(bye=True)
         elif room.publisher is not None:
             raise Conflict(f"room {key.room!r} has a WebRTC publisher on this relay")
+        where = self._pipe_address()
         kept = room.adopt({stream.kind: stream for stream in streams.values()})
         routes = {pt: kept[stream.kind] for pt, stream in streams.items()}
         pipe = await PipeIn.open(
-            self.pipe_host,
+            where,
             routes,
             room.forward,
             ingest_time_extension_id=ingest_time_extension_id,
@@ -389,7 +397,7 @@ class MediaRooms:
                 retry_after_s=self.retry_after_s,
             )
         self._joining += 1
-        pc = peer()
+        pc = peer(self.connect_timeout_s)
         try:
             async with self._ice():
                 session = await room.subscribe(pc, offer)
@@ -454,6 +462,17 @@ class MediaRooms:
         metrics.PIPE_PACKETS.inc(pipe.received - received)
         metrics.PIPE_DROPPED.inc(pipe.dropped - dropped)
         self._counted[pipe] = (pipe.received, pipe.dropped)
+
+    def _pipe_address(self) -> str | socket.socket:
+        """Where a new pipe listens: `pipe_host`, on a free port of `pipe_ports` if set."""
+        if self.pipe_ports is None:
+            return self.pipe_host
+        try:
+            return self.pipe_ports.bind_udp(self.pipe_host)
+        except OSError as exc:
+            raise OverCapacity(
+                f"this relay has no free pipe port ({exc})", retry_after_s=self.retry_after_s
+            ) from None
 
     def _pipe_count(self) -> int:
         return sum(room.pipe is not None for room in self._rooms.values())

@@ -331,10 +331,12 @@ async def ignore(sender: webrtc.RawSender) -> None:
     return None
 
 
-async def offer(*kinds: str, audio_codec: str | None = None) -> RTCPeerConnection:
+async def offer(
+    *kinds: str, audio_codec: str | None = None, direction: str = "recvonly"
+) -> RTCPeerConnection:
     pc = peer()
     for kind in kinds:
-        transceiver = pc.addTransceiver(kind, direction="recvonly")
+        transceiver = pc.addTransceiver(kind, direction=direction)
         if kind == "audio" and audio_codec is not None:
             capabilities = RTCRtpSender.getCapabilities("audio").codecs
             transceiver.setCodecPreferences([c for c in capabilities if c.mimeType == audio_codec])
@@ -349,7 +351,7 @@ async def test_offers_get_one_track_per_kind_or_a_refusal_with_the_reason() -> N
     pcs = [
         await offer("video", "video"),
         await offer("audio"),
-        await offer("audio", audio_codec="audio/PCMU"),
+        await offer("audio", audio_codec="audio/PCMU", direction="sendonly"),  # a publisher
     ]
     relays = [peer() for _ in pcs]
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -23,6 +23,7 @@ from livecart_core.auth import TokenAuthority
 from livecart_core.service import Service
 from livecart_core.testing import TEST_AUTH_SECRET
 from livecart_media import webrtc
+from livecart_media.errors import Unavailable
 from livecart_media.testing import Viewer
 from livecart_media.whipwhep import RoomKey
 from livecart_relay.app import SERVICE, media_rooms
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.timeout(60)
 
 TENANT, ROOM = "shop-1", "live"
 CAPACITY = 3
+CONNECT_TIMEOUT_S = 6.0
 FRAMES = 30
 ORIGIN = "https://shop.example"
 TOKENS = TokenAuthority(TEST_AUTH_SECRET)
@@ -72,6 +74,7 @@ async def relay() -> AsyncIterator[Service]:
         max_subscribers=CAPACITY,
         retry_after_s=7,
         ice_host_addresses=["127.0.0.1"],
+        connect_timeout_s=CONNECT_TIMEOUT_S,
     )
     service = Service(SERVICE, settings)
     await service.start()
@@ -317,3 +320,131 @@ def test_the_room_asks_for_what_most_viewers_take() -> None:
     # Ten viewers: the weakest one is left out.
     assert viewers_bitrate([300_000] + [2_000_000] * 9) == 2_000_000
     assert viewers_bitrate([300_000, 400_000] + [2_000_000] * 8) == 400_000
+
+
+def _sendonly(sdp: str) -> str:
+    return sdp.replace("a=recvonly", "a=sendonly")
+
+
+def _mid_outside_bundle(sdp: str) -> str:
+    return sdp.replace("a=mid:1", "a=mid:zz")
+
+
+def _unknown_video_codecs(sdp: str) -> str:
+    # Only H.265 on the video m-line: aiortc knows no codec of it at all.
+    return sdp.replace("VP8/90000", "H265/90000").replace("H264/90000", "H265/90000")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status", "says"),
+    [
+        (_sendonly, 400, "receives nothing"),
+        (_mid_outside_bundle, 400, "BUNDLE"),
+        (_unknown_video_codecs, 406, "video m-line"),
+    ],
+)
+async def test_an_offer_that_would_get_nothing_is_refused(
+    client: httpx.AsyncClient,
+    rooms: MediaRooms,
+    viewers: list[Viewer],
+    spoil: Callable[[str], str],
+    status: int,
+    says: str,
+) -> None:
+    viewer = Viewer()
+    viewers.append(viewer)
+    response = await post_offer(
+        client, spoil(await viewer.offer("video", "audio")), bearer(token())
+    )
+    assert response.status_code == status, response.text
+    assert says in response.json()["message"]
+    assert rooms.subscriber_count == 0
+
+
+async def test_a_viewer_that_never_connects_is_closed_after_the_connect_timeout(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    viewer = Viewer()
+    viewers.append(viewer)
+    response = await post_offer(client, await viewer.offer("video"), bearer(token()))
+    assert response.status_code == 201, response.text  # its answer is never taken
+    assert rooms.subscriber_count == 1
+    started = time.monotonic()
+    await until(lambda: rooms.subscriber_count == 0, "the unconnected viewer to leave")
+    assert time.monotonic() - started >= CONNECT_TIMEOUT_S - 1
+
+
+async def test_an_answer_without_ice_candidates_is_503_not_a_dead_session() -> None:
+    # An address this host lacks: aioice binds nothing, so the answer would have no candidate.
+    stranded = MediaRooms(max_subscribers=1, ice_host_addresses=["198.51.100.77"])
+    publisher = peer()
+    publisher.addTrack(VideoStreamTrack())
+    await publisher.setLocalDescription(await publisher.createOffer())
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await stranded.publish(RoomKey(TENANT, "stranded"), publisher.localDescription)
+    finally:
+        await publisher.close()
+        await stranded.close()
+    assert "no ICE candidate" in str(caught.value)
+    assert caught.value.http_status == 503
+    assert stranded.get(RoomKey(TENANT, "stranded")) is None
+
+
+async def test_every_refused_method_names_what_is_allowed_as_options_does(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = bearer(token())
+    for path, methods in (
+        (f"/whep/{ROOM}", ("GET", "PUT", "PATCH", "DELETE")),
+        (
+            f"/whep/{ROOM}/abc",
+            ("GET", "PUT", "POST", "PATCH"),
+        ),
+    ):
+        options = await client.options(path)
+        assert options.status_code == 204
+        allowed = options.headers["allow"]
+        for method in methods:
+            refused = await client.request(method, path, headers=auth)
+            assert refused.status_code == 405, (method, path, refused.text)
+            assert refused.headers["allow"] == allowed, (method, path)
+            assert refused.json()["error"] == "method_not_allowed"
+            assert method not in allowed.split(", ")
+    endpoint = await client.options(f"/whep/{ROOM}")
+    assert endpoint.headers["accept-post"] == "application/sdp"
+
+
+async def test_the_served_openapi_describes_whep(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    post = spec["paths"]["/whep/{room}"]["post"]
+    assert "application/sdp" in post["requestBody"]["content"]
+    created = post["responses"]["201"]
+    assert "application/sdp" in created["content"]
+    assert {"Location", "Link"} <= created["headers"].keys()
+    assert {"400", "401", "403", "404", "406", "413", "503"} <= post["responses"].keys()
+    assert "Retry-After" in post["responses"]["503"]["headers"]
+    session = spec["paths"]["/whep/{room}/{session}"]
+    assert "204" in session["delete"]["responses"]
+    assert "Allow" in session["patch"]["responses"]["405"]["headers"]
+
+
+async def test_a_viewer_whose_dtls_fails_leaves_at_once(
+    client: httpx.AsyncClient, rooms: MediaRooms, viewers: list[Viewer]
+) -> None:
+    viewer = Viewer()
+    viewers.append(viewer)
+    offer = await viewer.offer("video")
+    # Well-formed, but not its certificate's: the relay's DTLS check of the viewer fails.
+    forged = re.sub(r"(a=fingerprint:sha-256) \S+", r"\1 " + ":".join(["AB"] * 32), offer)
+    forged = "".join(
+        line
+        for line in forged.splitlines(keepends=True)
+        if not line.startswith(("a=fingerprint:sha-384", "a=fingerprint:sha-512"))
+    )
+    response = await post_offer(client, forged, bearer(token()))
+    assert response.status_code == 201, response.text
+    started = time.monotonic()
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    await until(lambda: rooms.subscriber_count == 0, "the failed viewer to leave")
+    assert time.monotonic() - started < CONNECT_TIMEOUT_S, "left only at the connect timeout"
