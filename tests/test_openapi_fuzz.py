@@ -87,9 +87,11 @@ def test_the_served_openapi_holds_under_fuzzing(
         "--generation-database", "none", "--workers", "1",
         "--request-timeout", "20", "--no-color", "--output-truncate", "true",
     ]  # fmt: skip
+    hooks = {"SCHEMATHESIS_HOOKS": "fuzz_hooks", "PYTHONPATH": str(Path(__file__).parent)}
     run = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=260, check=False
-    )
+        command, cwd=tmp_path, env=os.environ | hooks, capture_output=True, text=True,
+        timeout=260, check=False,
+    )  # fmt: skip
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-12000:]
     assert "No API operations found" not in report

@@ -246,11 +246,14 @@ def session_routes(
         405: {"description": "not supported", "headers": _ALLOW, **_ERROR_BODY}
     }
 
+    # Answered (405 with Allow) but not in the schema: a documented operation is one the
+    # resource supports, and Allow must list exactly those.
     @router.patch(
         "/{room}/{session}",
         summary="Trickle ICE / ICE restart: not supported",
         response_class=Response,
         responses=not_allowed,
+        include_in_schema=False,
     )
     async def patch(room: str, session: str) -> Response:
         return refuse_method(SESSION_ALLOW, "trickle ICE and ICE restarts are not supported")

@@ -363,7 +363,10 @@ class Front:
                 response.headers["Location"] = f"/whep/{room}/{worker.index}.{session}"
                 return response
             refusal = answer
-            if answer.status_code != 503:
+            # Full (503) or without the room yet (404: a worker just restarted, its pipes
+            # being opened again): another worker may take the viewer. Other refusals are
+            # about the request and would be the same everywhere.
+            if answer.status_code not in (404, 503):
                 break
         if refusal is None:
             raise Unavailable("no relay worker is reachable", retry_after_s=2)
