@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from livecart_core.testing import find_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 CORE = "livecart"
 EDGE = "livecart-edge"
@@ -22,18 +24,6 @@ NOT_DEPLOYED = {"core", "media", "allinone"}  # libraries and the dev runner
 REGION_NODE_LABEL = "topology.kubernetes.io/region"
 
 Manifest = dict[str, Any]
-
-
-def find_helm() -> str:
-    """helm on PATH, else the one `make tools` builds into $LIVECART_CACHE/bin."""
-    on_path = shutil.which("helm")
-    if on_path:
-        return on_path
-    cache = Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart"))
-    built = cache / "bin" / "helm"
-    if os.access(built, os.X_OK):
-        return str(built)
-    pytest.fail(f"helm is not on PATH nor at {built}: run `make tools`", pytrace=False)
 
 
 class Helm:
@@ -73,7 +63,7 @@ class Helm:
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(find_helm(), tmp_path_factory.mktemp("helm"))
+    return Helm(find_tool("helm", "run `make tools`"), tmp_path_factory.mktemp("helm"))
 
 
 def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:

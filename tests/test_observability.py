@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +16,7 @@ from livecart_chat import metrics as chat_metrics  # noqa: F401  # registers the
 from livecart_core import metrics as livecart_metrics  # noqa: F401
 from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
-from livecart_core.testing import ServiceProcess
+from livecart_core.testing import ServiceProcess, find_tool
 from livecart_relay import metrics as relay_metrics  # noqa: F401
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -81,20 +78,6 @@ def test_every_metric_and_label_queried_is_exported(
             assert wanted <= families[family], f"{wanted} not all labels of {family}"
 
 
-def find_promtool() -> str:
-    """promtool on PATH (Debian's ``prometheus`` package ships it), else in $LIVECART_CACHE/bin."""
-    on_path = shutil.which("promtool")
-    if on_path:
-        return on_path
-    cache = Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart"))
-    built = cache / "bin" / "promtool"
-    if os.access(built, os.X_OK):
-        return str(built)
-    pytest.fail(
-        f"promtool is not on PATH nor at {built}: `apt-get install prometheus`", pytrace=False
-    )
-
-
 def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
     rules = DEPLOY / "prometheus" / "livecart-rules.yml"
     series = 'livecart_bus_dead_letters_total{backend="kafka",topic="%s",group="%s"}'
@@ -141,7 +124,7 @@ def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
         ],
     }
     (tmp_path / "dead-letters.yml").write_text(yaml.safe_dump(unit))
-    promtool = find_promtool()
+    promtool = find_tool("promtool", "run `make promtool` (Debian's prometheus)")
     for args in (["check", "rules", str(rules)], ["test", "rules", "dead-letters.yml"]):
         run = subprocess.run([promtool, *args], cwd=tmp_path, capture_output=True, text=True)
         assert run.returncode == 0, run.stdout + run.stderr

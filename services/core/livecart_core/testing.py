@@ -35,11 +35,25 @@ from livecart_core.telemetry import setup_tracing
 __all__ = [
     "ServiceProcess",
     "assert_serving",
+    "find_tool",
     "free_port",
     "free_port_block",
     "fresh_tree",
     "wait_until",
 ]
+
+
+def find_tool(name: str, install: str) -> str:
+    """``name`` on PATH, else the one the Makefile builds into $LIVECART_CACHE/bin; a test
+    fails with how to ``install`` it when it is neither."""
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    cache = Path(os.environ.get("LIVECART_CACHE", Path.home() / ".cache" / "livecart"))
+    built = cache / "bin" / name
+    if os.access(built, os.X_OK):
+        return str(built)
+    pytest.fail(f"{name} is not on PATH nor at {built}: {install}", pytrace=False)
 
 
 TEST_AUTH_SECRET = "livecart-tests-signing-secret-0123456789abcdef"
