@@ -79,6 +79,9 @@ class Viewer:
     name: str
     scopes: frozenset[str]
     behind_since: float | None = None
+    # A viewer that recovered on a node which had not yet read as far as the viewer's previous
+    # node: it has seen every event up to this seq, so batches skip those (0: nothing skipped).
+    seen_through: int = 0
     closing: bool = False
     refusals: deque[float] = field(default_factory=deque)
     fd: int = -1
@@ -244,11 +247,23 @@ class Room:
         chosen = sorted(high + comments, key=lambda e: e.seq) if high else comments
         frame = text_frame(batch(chosen, likes, self.total_likes, dropped))
         reduced: bytes | None = None
+        ahead: dict[int, bytes] = {}  # seen_through -> the frame without what it has seen
         written = 0
         for n, viewer in enumerate(list(self.viewers), 1):
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
             if viewer.closing:
+                continue
+            if viewer.seen_through:
+                # Rare (a recovery onto a node that lags), and only until the node catches up:
+                # such a viewer gets a frame of its own, without the slow-viewer rules.
+                seen = viewer.seen_through
+                if seen <= self.flushed_seq:
+                    viewer.seen_through = 0  # caught up: the room's frame from the next batch
+                if seen not in ahead:
+                    unseen = [e for e in chosen if e.seq > seen]
+                    ahead[seen] = text_frame(batch(unseen, likes, self.total_likes, dropped))
+                written += write(viewer.conn, ahead[seen])
                 continue
             unsent = viewer.unsent()
             if unsent <= slow_bytes:

@@ -153,6 +153,10 @@ class ChatServer:
         if replay:
             write(conn, text_frame(replay_batch(replay, room.total_likes)))
         viewer = Viewer(conn, caller.subject, name, caller.scopes)
+        if last_seq is not None and last_seq > room.flushed_seq:
+            # Its last node had read further than this one: what this node has yet to send
+            # up to ``last_seq`` the viewer has already seen.
+            viewer.seen_through = last_seq
         room.viewers.add(viewer)
         return viewer, room
 

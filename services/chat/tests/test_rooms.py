@@ -62,6 +62,30 @@ async def test_a_node_dies_and_its_viewers_recover_on_the_other(chat_nodes: Node
         assert seqs == sorted(set(seqs))
 
 
+async def test_a_viewer_that_saw_more_than_its_new_node_has_read_gets_nothing_twice(
+    chat_nodes: NodeFactory,
+) -> None:
+    # A node that lags behind the viewer's last one: the viewer says it has seen seqs this
+    # node has not read yet. Those must not reach it a second time when the node reads them.
+    node = chat_nodes()
+    room = new_room()
+    sender = await join(node, room, token("shop", "s"))
+    await sender.send(type="comment", text="c0")
+    await sender.until(lambda v: len(v.comments()) == 1)
+    seen = sender.events[0]["seq"] + 2  # the next two events of the partition
+    ahead = await join(node, room, token("shop", "ahead", "play"), last_seq=seen)
+    assert ahead.welcome["recovered"] is True
+    for i in range(1, 6):
+        await sender.send(type="comment", text=f"c{i}")
+    await sender.until(lambda v: len(v.comments()) == 6)
+    await ahead.until(lambda v: "c5" in v.comments())
+    unseen = [e["text"] for e in sender.events if e["seq"] > seen]
+    assert ahead.comments() == unseen and len(unseen) < 5
+    await sender.send(type="comment", text="c6")  # caught up: the room's own frames again
+    await ahead.until(lambda v: "c6" in v.comments())
+    assert ahead.comments() == unseen + ["c6"]
+
+
 async def test_a_gap_beyond_history_says_so(chat_nodes: NodeFactory) -> None:
     node = chat_nodes(LIVECART_HISTORY_SIZE="10", LIVECART_RECOVER_MAX="10")
     room = new_room()
