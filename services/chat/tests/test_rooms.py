@@ -83,7 +83,7 @@ async def test_a_viewer_that_saw_more_than_its_new_node_has_read_gets_nothing_tw
     assert ahead.comments() == unseen and len(unseen) < 5
     await sender.send(type="comment", text="c6")  # caught up: the room's own frames again
     await ahead.until(lambda v: "c6" in v.comments())
-    assert ahead.comments() == unseen + ["c6"]
+    assert ahead.comments() == [*unseen, "c6"]
 
 
 async def test_a_gap_beyond_history_says_so(chat_nodes: NodeFactory) -> None:
