@@ -79,8 +79,9 @@ async def run(dev: DevSettings) -> None:
             services.append(service)
             await service.start()
         for service in services:
-            while failures := await service.readiness.check():
-                log.info("waiting for %s: %s", service.name, failures)
+            # Start-up waits until every dependency answers, degraded ones too.
+            while (report := await service.readiness.check()).status != "ready":
+                log.info("waiting for %s: %s", service.name, report.failing | report.degraded)
                 await asyncio.sleep(0.1)
         token = TokenAuthority(auth_secret).issue(
             "dev", "dev-merchant", DEV_SCOPES, ttl_s=7 * 24 * 3600

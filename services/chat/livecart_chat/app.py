@@ -35,8 +35,8 @@ async def setup(service: Service) -> None:
     service.on_stop(node.stop)
     await service.bus.subscribe(TOPIC, "chat-history", history.write)
     await service.bus.subscribe(COMMERCE_TOPIC, "chat-commerce", CommerceBridge(service.bus).handle)
-    service.run_in_background("fan-out", node.run())
-    service.run_in_background("blocked-words", store.run())
+    service.run_in_background("fan-out", node.run)
+    service.run_in_background("blocked-words", store.run)
     service.http_app.include_router(history_routes(history, service.tokens))
     service.http_app.include_router(moderation_routes(pool, service.tokens))
     add_ChatServiceServicer_to_server(

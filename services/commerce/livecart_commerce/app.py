@@ -58,10 +58,10 @@ async def setup(service: Service) -> None:
     )
     service.http_app.include_router(red_packet_routes(pool, service.tokens))
     service.http_app.include_router(lottery_routes(pool, service.tokens))
-    service.run_in_background("outbox-relay", relay.run())
-    service.run_in_background("expiry-sweep", sweeper.run())
+    service.repeat_in_background("outbox-relay", relay.round, idle_s=relay.idle_s)
+    service.repeat_in_background("expiry-sweep", sweeper.round, idle_s=sweeper.interval_s)
     drawer = LotteryDrawer(pool, delay_s=settings.lottery_draw_delay_s)
-    service.run_in_background("lottery-drawer", drawer.run())
+    service.repeat_in_background("lottery-drawer", drawer.round, idle_s=drawer.interval_s)
     await service.bus.subscribe(CHAT_TOPIC, "commerce-lottery", chat_entries(pool))
 
 

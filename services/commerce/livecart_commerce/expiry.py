@@ -8,7 +8,6 @@ outbox — all in one transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -60,13 +59,7 @@ class ExpirySweeper:
             log.info("orders expired", extra={"count": len(expired)})
             return len(expired)
 
-    async def run(self) -> None:
-        """Sweep forever: right away while there is a backlog, else every ``interval_s``."""
-        while True:
-            try:
-                swept = await self.sweep_once()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("expiry sweep failed; retrying", extra={"why": repr(exc)})
-                swept = 0
-            if swept < self.batch:
-                await asyncio.sleep(self.interval_s)
+    async def round(self) -> bool:
+        """One round for :meth:`Service.repeat_in_background` (every ``interval_s``, at once
+        again while there is a backlog; retried with backoff whatever it raises)."""
+        return await self.sweep_once() >= self.batch

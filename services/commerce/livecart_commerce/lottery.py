@@ -386,16 +386,10 @@ class LotteryDrawer:
             await _draw(conn, row)
             return True
 
-    async def run(self) -> None:
-        """Draw forever: right away while lotteries are due, else every ``interval_s``."""
-        while True:
-            try:
-                drew = await self.draw_once()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("lottery draw failed; retrying", extra={"why": repr(exc)})
-                drew = False
-            if not drew:
-                await asyncio.sleep(self.interval_s)
+    async def round(self) -> bool:
+        """One round for :meth:`Service.repeat_in_background` (every ``interval_s``, at once
+        again while lotteries are due; retried with backoff whatever it raises)."""
+        return await self.draw_once()
 
 
 def _timestamp(at: datetime) -> Timestamp:

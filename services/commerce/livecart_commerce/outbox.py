@@ -9,14 +9,10 @@ commerce processes (a transaction-scoped advisory lock), which keeps the order o
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import asyncpg
 
 from livecart_core.bus import EventBus, Outgoing
 
-log = logging.getLogger("livecart.commerce.outbox")
 LOCK = "commerce.outbox"
 
 
@@ -58,14 +54,7 @@ class OutboxRelay:
             )
             return len(rows)
 
-    async def run(self) -> None:
-        """Relay forever; a failed round (bus or database down) is retried after a pause."""
-        while True:
-            try:
-                published = await self.relay_once()
-            except (OSError, asyncpg.PostgresError, RuntimeError, TimeoutError) as exc:
-                log.warning("outbox relay round failed; retrying", extra={"why": repr(exc)})
-                await asyncio.sleep(1)
-                continue
-            if published == 0:
-                await asyncio.sleep(self.idle_s)
+    async def round(self) -> bool:
+        """One round for :meth:`Service.repeat_in_background`, which retries it with backoff
+        whatever it raises (bus or database down): True while rows may be waiting."""
+        return await self.relay_once() > 0

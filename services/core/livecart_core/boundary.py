@@ -193,6 +193,7 @@ ERROR_CODES = {
     422: "invalid_argument",
     429: "resource_exhausted",
     431: "headers_too_large",
+    503: "unavailable",
 }
 
 

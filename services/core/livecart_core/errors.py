@@ -50,3 +50,11 @@ class FailedPrecondition(ServiceError):
 
 class ResourceExhausted(ServiceError):
     code, http_status, grpc_status = "resource_exhausted", 429, grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServiceError):
+    """A dependency (database, bus) is down: retry later. The runtime answers 503 with
+    ``Retry-After`` (gRPC UNAVAILABLE) for this and for any transient dependency failure."""
+
+    code, http_status, grpc_status = "unavailable", 503, grpc.StatusCode.UNAVAILABLE
+    retry_after_s: ClassVar[int] = 1

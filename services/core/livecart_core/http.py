@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -22,13 +23,72 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecart_core.boundary import ERROR_CODES, BoundaryMiddleware, Limits
-from livecart_core.errors import ServiceError, StartupError
-from livecart_core.health import Readiness
-from livecart_core.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from livecart_core.bus.failures import is_transient
+from livecart_core.errors import ServiceError, StartupError, Unavailable
+from livecart_core.health import Readiness, Report
+from livecart_core.metrics import DEPENDENCY_UNAVAILABLE, HTTP_REQUESTS, HTTP_SECONDS
 from livecart_core.openapi import document_errors
 from livecart_core.rules import json_problem, text_problem
 
 _UNTRACED = {"/healthz", "/readyz", "/metrics"}
+log = logging.getLogger("livecart.http")
+
+
+class UnavailableGuard:
+    """A request that fails because a dependency is down (a refused or dropped database
+    connection, a broker timeout: :func:`livecart_core.bus.failures.is_transient`) is answered
+    503 with ``Retry-After``, fast, instead of a 500; the service recovers by itself when the
+    dependency returns. Other failures pass on (they are bugs, and stay 500s)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started or not is_transient(exc):
+                raise
+            DEPENDENCY_UNAVAILABLE.labels(self.service, "http").inc()
+            log.warning(
+                "a dependency is down; answered 503",
+                extra={"service": self.service, "path": scope.get("path"), "why": repr(exc)},
+            )
+            await unavailable(send, exc)
+
+
+async def unavailable(send: Send, exc: BaseException) -> None:
+    """Send the 503 of a dependency that is down (the body names the kind of failure only)."""
+    body = json.dumps(
+        {
+            "error": Unavailable.code,
+            "message": f"a dependency is down ({type(exc).__name__}); retry shortly",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(Unavailable.retry_after_s).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class MetricsMiddleware:
@@ -78,6 +138,7 @@ def create_http_app(
         },
         **fastapi_args,
     )
+    app.add_middleware(UnavailableGuard, service=service)
     app.add_middleware(BoundaryMiddleware, limits=limits)
     app.add_middleware(MetricsMiddleware, service=service)
     document_errors(app)
@@ -95,7 +156,10 @@ def create_http_app(
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+        return JSONResponse(
+            {"error": exc.code, "message": str(exc)}, status_code=exc.http_status, headers=headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -118,15 +182,19 @@ def create_http_app(
     @app.get(
         "/readyz",
         tags=["ops"],
-        summary="Readiness: every dependency answers",
-        responses={503: {"model": NotReady, "description": "A dependency does not answer"}},
+        summary="Readiness: the pod can serve (a shared dependency that is down is 'degraded')",
+        response_model=ReadyBody,
+        response_model_exclude_none=True,
+        responses={503: {"model": ReadyBody, "description": "The pod cannot serve (or drains)"}},
     )
-    async def readyz() -> JSONResponse:
-        failures = await readiness.check()
-        body = {"status": "ready" if not failures else "not_ready", "service": service}
-        if failures:
-            body["failing"] = failures  # type: ignore[assignment]
-        return JSONResponse(body, status_code=200 if not failures else 503)
+    async def readyz(
+        verbose: bool = Query(False, description="list every check and why one fails"),
+    ) -> JSONResponse:
+        report = readiness.last or await readiness.check()
+        body = ready_body(service, report, verbose=verbose)
+        return JSONResponse(
+            body.model_dump(exclude_none=True), status_code=200 if report.ready else 503
+        )
 
     @app.get(
         "/metrics",
@@ -141,10 +209,29 @@ def create_http_app(
     return app
 
 
-class NotReady(BaseModel):
-    status: str
+class ReadyBody(BaseModel):
+    status: str = Field(description="ready, degraded (serving; a dependency is down) or not_ready")
     service: str
-    failing: dict[str, str] = Field(description="each dependency that does not answer: why")
+    failing: dict[str, str] | None = Field(
+        default=None, description="what keeps the pod from serving: why"
+    )
+    degraded: dict[str, str] | None = Field(
+        default=None, description="(verbose) each dependency or loop that is down: why"
+    )
+    checks: dict[str, str] | None = Field(
+        default=None, description="(verbose) every check: up, or why it is down"
+    )
+
+
+def ready_body(service: str, report: Report, *, verbose: bool) -> ReadyBody:
+    body = ReadyBody(status=report.status, service=service, failing=report.failing or None)
+    if verbose:
+        body.degraded = report.degraded
+        body.checks = {
+            name: report.failing.get(name) or report.degraded.get(name) or "up"
+            for name in report.checks
+        }
+    return body
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:

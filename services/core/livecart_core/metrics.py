@@ -33,3 +33,23 @@ BUS_DEAD_LETTERS = Counter(
     ["backend", "topic", "group"],
 )
 SERVICE_READY = Gauge("livecart_service_ready", "1 when the service is ready", ["service"])
+DEPENDENCY_UP = Gauge(
+    "livecart_dependency_up",
+    "1 when a dependency (database, bus) or background loop answers its check; 0 while degraded",
+    ["service", "dependency"],
+)
+BACKGROUND_FAILURES = Counter(
+    "livecart_background_failures_total",
+    "Rounds of background work that failed and are retried",
+    ["service", "task"],
+)
+BACKGROUND_RETRYING = Gauge(
+    "livecart_background_retrying",
+    "1 while a background loop's last round failed (it retries with backoff)",
+    ["service", "task"],
+)
+DEPENDENCY_UNAVAILABLE = Counter(
+    "livecart_dependency_unavailable_total",
+    "Requests answered 503 (HTTP) or UNAVAILABLE (gRPC) because a dependency was down",
+    ["service", "protocol"],
+)

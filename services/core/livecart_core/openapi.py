@@ -1,7 +1,7 @@
 """The served OpenAPI says what the service answers: every operation lists the refusals the
 shared runtime can give it (the boundary's 400/414/431, body limits and stalls, bad tokens,
-unknown ids), all with the one error body. A route declares its own outcomes (409, 429, 503,
-...) with ``responses=``, using :data:`ERROR_BODY`."""
+unknown ids, a dependency that is down), all with the one error body. A route declares its
+own outcomes (409, 429, ...) with ``responses=``, using :data:`ERROR_BODY`."""
 
 from __future__ import annotations
 
@@ -60,6 +60,13 @@ _SECURED = {
 }
 _WITH_PATH = {"404": "No such resource for this tenant"}
 _REF = "#/components/schemas/ErrorBody"
+# Any operation that reaches a dependency (the database, the bus) answers 503 while it is down.
+_UNAVAILABLE = {
+    "description": "A dependency (database, event bus) is down; retry after Retry-After seconds",
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": _REF}}},
+}
+_NO_DEPENDENCY = {"/healthz", "/metrics"}
 
 
 def document_errors(app: FastAPI) -> None:
@@ -83,7 +90,7 @@ def _patch(schema: dict[str, Any]) -> None:
     # FastAPI's own 422 model is not what the runtime answers: point it at the error body.
     if "HTTPValidationError" in components:
         components["HTTPValidationError"] = {"$ref": _REF}
-    for path in schema.get("paths", {}).values():
+    for route, path in schema.get("paths", {}).items():
         for method, operation in path.items():
             if method in ("parameters", "servers", "summary", "description"):
                 continue
@@ -106,3 +113,5 @@ def _patch(schema: dict[str, Any]) -> None:
                         "content": {"application/json": {"schema": {"$ref": _REF}}},
                     },
                 )
+            if route not in _NO_DEPENDENCY:
+                responses.setdefault("503", _UNAVAILABLE)

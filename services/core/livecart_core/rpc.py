@@ -16,9 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 
+from livecart_core.bus.failures import is_transient
 from livecart_core.errors import InvalidArgument, ServiceError, StartupError
 from livecart_core.health import Readiness
-from livecart_core.metrics import GRPC_HANDLED, GRPC_SECONDS
+from livecart_core.metrics import DEPENDENCY_UNAVAILABLE, GRPC_HANDLED, GRPC_SECONDS
 from livecart_core.rules import text_problem
 from livecart_core.telemetry import extract_context, inject_metadata, tracer
 
@@ -122,9 +123,14 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
                     context.set_details(str(exc))
                 except grpc.aio.AbortError:
                     raise
-                except Exception:
-                    context.set_code(grpc.StatusCode.INTERNAL)
-                    raise
+                except Exception as exc:
+                    if not is_transient(exc):
+                        context.set_code(grpc.StatusCode.INTERNAL)
+                        raise
+                    # A dependency is down: the caller may retry (its channel does, by itself).
+                    DEPENDENCY_UNAVAILABLE.labels(service, "grpc").inc()
+                    context.set_code(grpc.StatusCode.UNAVAILABLE)
+                    context.set_details(f"a dependency is down ({type(exc).__name__}); retry")
                 finally:
                     code = context.code() or grpc.StatusCode.OK
                     name = code.name if isinstance(code, grpc.StatusCode) else str(code)

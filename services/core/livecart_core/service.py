@@ -28,8 +28,9 @@ from livecart_core.bus import EventBus, create_bus
 from livecart_core.db import Database
 from livecart_core.errors import ConfigError, StartupError
 from livecart_core.health import Readiness
-from livecart_core.http import HttpServer, create_http_app
+from livecart_core.http import HttpServer, UnavailableGuard, create_http_app
 from livecart_core.logs import setup_logging
+from livecart_core.loops import LoopState, Round, repeat, supervise
 from livecart_core.rpc import bind_grpc, create_grpc_server
 from livecart_core.settings import ServiceSettings, load_settings
 from livecart_core.telemetry import setup_tracing
@@ -105,13 +106,26 @@ class Service:
             raise RuntimeError(f"{self.name} does not use auth")
         return self._tokens
 
-    def run_in_background(self, name: str, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` for the life of the service; it is cancelled at stop. If it fails, the
-        failure is logged and the service reports not ready (a dead loop must not go unseen)."""
+    def run_in_background(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work()`` (a coroutine that loops by itself) for the life of the service; it
+        is cancelled at stop. Whatever it raises, it is started again after a backoff
+        (:func:`livecart_core.loops.supervise`); readiness reports it degraded meanwhile."""
+        state = LoopState(self.name, name)
+        self._start_background(name, supervise(state, work))
+        self.readiness.add(name, state.check)
+
+    def repeat_in_background(self, name: str, work: Round, *, idle_s: float) -> None:
+        """Run rounds of ``work()`` for the life of the service: again at once while it
+        returns True, after ``idle_s`` when it returns False, after a backoff when it raises
+        (:func:`livecart_core.loops.repeat`); readiness reports it degraded while it fails."""
+        state = LoopState(self.name, name)
+        self._start_background(name, repeat(state, work, idle_s=idle_s))
+        self.readiness.add(name, state.check)
+
+    def _start_background(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name=f"{self.name}-{name}")
         task.add_done_callback(_log_failure)
         self._background.append(task)
-        self.readiness.add(name, lambda: _alive(task))
 
     async def start(self) -> None:
         s = self.settings
@@ -142,6 +156,8 @@ class Service:
         app: ASGIApp = self.http_app
         for layer in self._http_front:
             app = layer(app)
+        if self._http_front:  # the layers ahead answer a dependency outage like the app does
+            app = UnavailableGuard(app, self.name)
         # HttpServer only hands its app to uvicorn, which serves any ASGI app.
         self.http = HttpServer(app, s.http_host, s.http_port)
         self.grpc_port = bind_grpc(self.grpc_server, s.grpc_host, s.grpc_port)
@@ -165,6 +181,7 @@ class Service:
         )
 
     async def stop(self) -> None:
+        await self.readiness.drain()
         for callback in reversed(self._on_stop):
             try:
                 await callback()
@@ -188,15 +205,11 @@ class Service:
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
+    # Supervised work never ends by itself; this would be a bug in the supervisor.
     if not task.cancelled() and task.exception() is not None:
         log.error(
             "background task failed", exc_info=task.exception(), extra={"task": task.get_name()}
         )
-
-
-async def _alive(task: asyncio.Task[None]) -> None:
-    if task.done():
-        raise RuntimeError(f"background task {task.get_name()} stopped: {task.exception()!r}")
 
 
 async def wait_for_signal() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -14,6 +15,12 @@ from livecart_core.health import Readiness
 from livecart_core.http import create_http_app
 from livecart_core.metrics import GRPC_HANDLED
 from livecart_core.rpc import bind_grpc, create_channel, create_grpc_server
+from livecart_core.testing import free_port
+
+
+async def query_a_database_that_is_down() -> None:
+    """What a handler does while Postgres is down: the connection is refused."""
+    await asyncpg.connect(f"postgresql://livecart@127.0.0.1:{free_port()}/livecart", timeout=2)
 
 
 class Room(BaseModel):
@@ -44,6 +51,30 @@ async def test_http_maps_service_errors_and_validation_to_4xx() -> None:
         assert bad.json()["detail"][0]["loc"] == ["body", "capacity"]
 
 
+async def test_http_answers_a_dependency_that_is_down_with_503_and_retry_after() -> None:
+    app = create_http_app("errors-down", Readiness("errors-down"))
+
+    @app.get("/orders")
+    async def orders() -> dict[str, str]:
+        await query_a_database_that_is_down()
+        return {}
+
+    @app.get("/bug")
+    async def bug() -> dict[str, str]:
+        raise KeyError("a bug, not an outage")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        down = await client.get("/orders")
+        assert down.status_code == 503, down.text
+        assert down.headers["Retry-After"] == "1"
+        assert down.json()["error"] == "unavailable"
+        assert "ConnectionRefusedError" in down.json()["message"]
+        assert (await client.get("/bug")).status_code == 500  # bugs are not hidden as outages
+        documented = app.openapi()["paths"]["/orders"]["get"]["responses"]["503"]
+        assert "Retry-After" in documented["headers"]
+
+
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     async def unary(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
@@ -51,6 +82,8 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
             raise InvalidArgument("room_id is required")
         if request == b"boom":
             raise RuntimeError("bug")
+        if request == b"down":
+            await query_a_database_that_is_down()
         return request
 
     async def stream(
@@ -93,6 +126,11 @@ async def test_grpc_maps_service_errors_to_status_codes(channel: grpc.aio.Channe
     assert crashed.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
     failures = GRPC_HANDLED.labels("errors-grpc", "/livecart.testing.Echo/Unary", "INTERNAL")
     assert failures._value.get() == 1
+
+    with pytest.raises(grpc.aio.AioRpcError) as down:
+        await unary(b"down", timeout=20)
+    assert down.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "ConnectionRefusedError" in (down.value.details() or "")
 
     call = channel.unary_stream("/livecart.testing.Echo/Stream")(b"x")
     assert await call.read() == b"first"
