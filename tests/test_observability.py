@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -78,32 +79,86 @@ def test_every_metric_and_label_queried_is_exported(
             assert wanted <= families[family], f"{wanted} not all labels of {family}"
 
 
-def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
+def rule(name: str) -> dict[str, Any]:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "livecart-rules.yml").read_text())
+    found: dict[str, Any] = next(r for r in rules["groups"][0]["rules"] if r["alert"] == name)
+    return found
+
+
+def firing(name: str, **labels: str) -> dict[str, Any]:
+    """The alert ``name`` as promtool expects it to fire with ``labels``: its annotations
+    rendered from the rule's templates."""
+    found = rule(name)
+    annotations = {}
+    for key, text in found["annotations"].items():
+        for label, value in labels.items():
+            text = text.replace(f"{{{{ $labels.{label} }}}}", value)
+        annotations[key] = text
+    return {"exp_labels": {**found["labels"], **labels}, "exp_annotations": annotations}
+
+
+def promtool_test(tmp_path: Path, unit_tests: list[dict[str, Any]]) -> None:
+    """``promtool check rules`` and ``promtool test rules`` on the project's rules."""
     rules = DEPLOY / "prometheus" / "livecart-rules.yml"
-    series = 'livecart_bus_dead_letters_total{backend="kafka",topic="%s",group="%s"}'
-    alert = {
-        "alertname": "LivecartEventsDeadLettered",
-        "eval_time": "5m",
-        "exp_alerts": [
+    unit = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": unit_tests}
+    (tmp_path / "unit.yml").write_text(yaml.safe_dump(unit))
+    promtool = find_tool("promtool", "run `make promtool` (Debian's prometheus)")
+    for args in (["check", "rules", str(rules)], ["test", "rules", "unit.yml"]):
+        run = subprocess.run([promtool, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_dependency_down_pages_while_the_pods_stay_ready(tmp_path: Path) -> None:
+    up = 'livecart_dependency_up{service="commerce",dependency="%s"}'
+    retrying = 'livecart_background_retrying{service="commerce",task="outbox-relay"}'
+    ready = 'livecart_service_ready{service="commerce"}'
+    promtool_test(
+        tmp_path,
+        [
             {
-                "exp_labels": {
-                    "severity": "ticket",
-                    "group": "chat-history",
-                    "topic": "chat.messages",
-                },
-                "exp_annotations": {
-                    "summary": "consumer group chat-history dead-lettered events of chat.messages",
-                    "description": yaml.safe_load(rules.read_text())["groups"][0]["rules"][-1][
-                        "annotations"
-                    ]["description"].replace("{{ $labels.topic }}", "chat.messages"),
-                },
+                "interval": "1m",
+                "input_series": [
+                    # Postgres away from minute 2 to minute 12; the bus fine all along.
+                    {"series": up % "database", "values": "1 1 0x10 1x10"},
+                    {"series": up % "bus", "values": "1x22"},
+                    {"series": retrying, "values": "0 0 1x10 0x10"},
+                    {"series": ready, "values": "1x22"},
+                ],
+                "alert_rule_test": [
+                    {"alertname": "LivecartDependencyDown", "eval_time": "2m"},
+                    {
+                        "alertname": "LivecartDependencyDown",
+                        "eval_time": "4m",
+                        "exp_alerts": [
+                            firing(
+                                "LivecartDependencyDown", service="commerce", dependency="database"
+                            )
+                        ],
+                    },
+                    {
+                        "alertname": "LivecartBackgroundLoopRetrying",
+                        "eval_time": "8m",
+                        "exp_alerts": [
+                            firing(
+                                "LivecartBackgroundLoopRetrying",
+                                service="commerce",
+                                task="outbox-relay",
+                            )
+                        ],
+                    },
+                    {"alertname": "LivecartServiceNotReady", "eval_time": "8m"},
+                    {"alertname": "LivecartDependencyDown", "eval_time": "15m"},
+                ],
             }
         ],
-    }
-    unit = {
-        "rule_files": [str(rules)],
-        "evaluation_interval": "1m",
-        "tests": [
+    )
+
+
+def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
+    series = 'livecart_bus_dead_letters_total{backend="kafka",topic="%s",group="%s"}'
+    promtool_test(
+        tmp_path,
+        [
             {
                 "interval": "1m",
                 "input_series": [
@@ -116,15 +171,20 @@ def test_an_event_dead_lettered_raises_an_alert_at_once(tmp_path: Path) -> None:
                 ],
                 "alert_rule_test": [
                     {"alertname": "LivecartEventsDeadLettered", "eval_time": "2m"},
-                    alert,
+                    {
+                        "alertname": "LivecartEventsDeadLettered",
+                        "eval_time": "5m",
+                        "exp_alerts": [
+                            firing(
+                                "LivecartEventsDeadLettered",
+                                group="chat-history",
+                                topic="chat.messages",
+                            )
+                        ],
+                    },
                     # A quarter of an hour with no new dead letter: it resolves by itself.
                     {"alertname": "LivecartEventsDeadLettered", "eval_time": "25m"},
                 ],
             }
         ],
-    }
-    (tmp_path / "dead-letters.yml").write_text(yaml.safe_dump(unit))
-    promtool = find_tool("promtool", "run `make promtool` (Debian's prometheus)")
-    for args in (["check", "rules", str(rules)], ["test", "rules", "dead-letters.yml"]):
-        run = subprocess.run([promtool, *args], cwd=tmp_path, capture_output=True, text=True)
-        assert run.returncode == 0, run.stdout + run.stderr
+    )
