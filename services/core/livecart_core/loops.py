@@ -19,10 +19,11 @@ Round = Callable[[], Awaitable[bool]]
 
 
 class Backoff:
-    """Exponential pauses with full jitter (0.1 s, 0.2 s, ... up to ``cap_s``), so processes
-    that failed together do not come back together."""
+    """Exponential pauses with jitter (0.1 s, 0.2 s, ... up to ``cap_s``), so processes that
+    failed together do not come back together. The cap bounds how long work waits after its
+    dependency is back (the chaos goal: normal within 5 s)."""
 
-    def __init__(self, initial_s: float = 0.1, cap_s: float = 5.0) -> None:
+    def __init__(self, initial_s: float = 0.1, cap_s: float = 2.0) -> None:
         self.initial_s = initial_s
         self.cap_s = cap_s
         self.failures = 0

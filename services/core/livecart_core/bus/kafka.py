@@ -262,9 +262,9 @@ class _KafkaSubscription(Subscription):
         while True:
             try:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
-            except KafkaError as exc:
+            except Exception as exc:  # any failure: a consumer that stops fetching is a bug
                 # The client reconnects by itself; keep the member alive and try again.
-                log.warning("fetch failed; retrying", extra={"group": self.group, "why": str(exc)})
+                log.warning("fetch failed; retrying", extra={"group": self.group, "why": repr(exc)})
                 await asyncio.sleep(1)
                 continue
             owned = self.consumer.assignment()
@@ -313,9 +313,9 @@ class _KafkaSubscription(Subscription):
             log.info(
                 "commit skipped after rebalance", extra={"partition": str(tp), "why": str(exc)}
             )
-        except KafkaError as exc:
+        except Exception as exc:  # the broker is away: the lane must go on all the same
             # The next batch's commit covers this one; a restart before it re-delivers.
-            log.warning("commit failed", extra={"partition": str(tp), "why": str(exc)})
+            log.warning("commit failed", extra={"partition": str(tp), "why": repr(exc)})
 
     async def stop(self) -> None:
         if self.task is not None:
