@@ -135,6 +135,11 @@ def test_every_deployment_runs_its_service_with_probes_and_kafka(
         assert variables["LIVECART_HTTP_PORT"]["value"] == str(ports["http"]), name
         assert variables["LIVECART_GRPC_PORT"]["value"] == str(ports["grpc"]), name
         assert variables["LIVECART_LOG_FORMAT"]["value"] == "json", name
+        # SIGTERM: unready while it keeps serving, then the grace period covers the stop.
+        drain = float(variables["LIVECART_DRAIN_S"]["value"])
+        assert drain > 0, name
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > drain + 10, name
         secret = {"name": "livecart-auth", "key": "secret"}  # one signing secret everywhere
         assert variables["LIVECART_AUTH_SECRET"]["valueFrom"]["secretKeyRef"] == secret, name
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]

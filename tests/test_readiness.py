@@ -5,6 +5,7 @@ background loops retry and say so, and all of it returns to normal when the data
 from __future__ import annotations
 
 import re
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,3 +128,17 @@ def test_a_database_outage_degrades_but_keeps_the_pod_ready(
             assert service.stop() == 0, service.output
     finally:
         database.stop()
+
+
+def test_sigterm_drains_unready_while_still_serving(kafka_broker: KafkaBroker) -> None:
+    env = {"LIVECART_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "LIVECART_DRAIN_S": "3"}
+    with ServiceProcess("livecart_relay", env) as service:
+        wait_until(lambda: readyz(service.url)[1]["status"] == "ready", timeout_s=15)
+        assert service.process is not None
+        service.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: readyz(service.url)[0] == 503, timeout_s=2)
+        body = readyz(service.url)[1]
+        assert body["status"] == "not_ready" and "draining" in body["failing"], body
+        assert grpc_health(service.grpc_port) == "NOT_SERVING"
+        assert httpx.get(f"{service.url}/healthz", timeout=2).status_code == 200  # serving
+        assert service.stop() == 0, service.output

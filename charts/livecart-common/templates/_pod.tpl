@@ -16,6 +16,8 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
   value: json
 - name: LIVECART_LOG_LEVEL
   value: {{ $v.logLevel | quote }}
+- name: LIVECART_DRAIN_S
+  value: {{ $v.drainSeconds | default 0 | quote }}
 {{- if .database }}
 - name: LIVECART_DATABASE_URL
   valueFrom:
@@ -83,6 +85,8 @@ env:
 {{/* Pod-level fields: pull secrets, service account, security context and placement. */}}
 {{- define "livecart.podBase" -}}
 {{- $v := .root.Values -}}
+{{- /* Draining, then up to ~25 s to finish what is in flight (gRPC grace, sessions). */}}
+terminationGracePeriodSeconds: {{ add ($v.drainSeconds | default 0) 25 }}
 {{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}

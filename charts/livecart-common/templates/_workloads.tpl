@@ -58,6 +58,8 @@ spec:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 10
             failureThreshold: 3
+          # Ready means "can serve": a shared dependency that is down (Kafka, Postgres) leaves
+          # the pod ready and degraded (/readyz?verbose); draining at SIGTERM makes it unready.
           readinessProbe:
             httpGet: {path: /readyz, port: http}
             periodSeconds: 5

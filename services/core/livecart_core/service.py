@@ -182,6 +182,9 @@ class Service:
 
     async def stop(self) -> None:
         await self.readiness.drain()
+        if self.settings.drain_s:
+            log.info("draining", extra={"service": self.name, "for_s": self.settings.drain_s})
+            await asyncio.sleep(self.settings.drain_s)
         for callback in reversed(self._on_stop):
             try:
                 await callback()

@@ -47,6 +47,8 @@ class ServiceSettings(BaseSettings):
 
     otlp_endpoint: str | None = None
     readiness_interval_s: float = Field(default=1.0, gt=0)
+    # On SIGTERM: report unready, keep serving this long (load balancers move away), then stop.
+    drain_s: float = Field(default=0.0, ge=0, le=120)
 
     @field_validator("auth_secret")
     @classmethod
