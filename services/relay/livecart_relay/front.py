@@ -265,13 +265,17 @@ class Front:
             for worker in self.workers:
                 try:
                     text = (await self.http.get(f"{worker.url}/metrics")).text
+                    self.metrics.families[worker.index] = [
+                        family
+                        for family in text_string_to_metric_families(text)
+                        if family.name.startswith("livecart_relay_")
+                    ]
                 except httpx.TransportError:
-                    continue
-                self.metrics.families[worker.index] = [
-                    family
-                    for family in text_string_to_metric_families(text)
-                    if family.name.startswith("livecart_relay_")
-                ]
+                    continue  # restarting: its last figures stand until it answers
+                except Exception:  # a half-written answer must not end the scraping
+                    logger.warning(
+                        "cannot read relay worker %d's metrics", worker.index, exc_info=True
+                    )
             await asyncio.sleep(every_s)
 
     # Pipes ---------------------------------------------------------------------------
