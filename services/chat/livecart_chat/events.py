@@ -39,8 +39,21 @@ def new_event(tenant: str, room: str, event_id: str | None = None, **body: Any) 
     )  # fmt: skip
 
 
-def comment(tenant: str, room: str, user: str, name: str, text: str) -> ChatEvent:
-    return new_event(tenant, room, comment=Comment(user_id=user, display_name=name, text=text))
+# Event ids of comments that carry the sender's client id: a resend has the same id.
+_CLIENT_IDS = uuid.UUID("6f1d0a52-8c1e-4c55-9d55-2b7f3c2a9e10")
+
+
+def comment(
+    tenant: str, room: str, user: str, name: str, text: str, client_id: str | None = None
+) -> ChatEvent:
+    """A viewer's comment. With the sender's ``client_id`` its event id is derived from
+    (tenant, room, user, client id), so a resend of it is the same event: every node shows it
+    once and history stores it once (both drop a seen event id)."""
+    event_id = None
+    if client_id is not None:
+        event_id = uuid.uuid5(_CLIENT_IDS, f"{tenant}\n{room}\n{user}\n{client_id}").hex
+    comment = Comment(user_id=user, display_name=name, text=text)
+    return new_event(tenant, room, event_id, comment=comment)
 
 
 def likes(tenant: str, room: str, count: int) -> ChatEvent:

@@ -22,6 +22,7 @@ from livecart_chat.metrics import ROOMS
 from livecart_chat.rooms import Room
 from livecart_chat.settings import ChatSettings
 from livecart_core.bus import Event, EventBus, Subscription
+from livecart_core.bus.failures import is_transient
 from livecart_core.bus.memory import partition_for
 
 log = logging.getLogger("livecart.chat.node")
@@ -97,10 +98,26 @@ class ChatNode:
             log.warning("chat event skipped: not a ChatEvent", extra={"offset": message.offset})
             event = None
         if event is not None and event.tenant_id and event.room_id:
-            room = await self.room(event.tenant_id, event.room_id)
-            if room.apply(event, message.offset + 1):
+            room = await self._open_for(event.tenant_id, event.room_id)
+            if room is not None and room.apply(event, message.offset + 1):
                 self.dirty.add(room)
         self.read[message.partition] = message.offset + 1
+
+    async def _open_for(self, tenant: str, room: str) -> Room | None:
+        """The room an event of the stream goes to; None when it is not open on this node and
+        cannot be opened now (Postgres is away). No viewer of it is here then, and holding up
+        the partition would stall every other room on it: the node leaves it as if forgotten,
+        so opening it later reads what this node skipped from history."""
+        try:
+            return await self.room(tenant, room)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.forgotten.add((tenant, room))
+            log.warning(
+                "room not opened for its event: history unavailable", extra={"why": repr(exc)}
+            )
+            return None
 
     async def recover(self, room: Room, last_seq: int) -> list[bytes] | None:
         """The events after ``last_seq`` a reconnecting viewer missed (as encoded events), or

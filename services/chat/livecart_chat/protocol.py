@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from livecart_core.rules import INT64_MAX, json_problem, may_break_json_rules, text_problem
 
 MAX_REF = 64
+MAX_CLIENT_ID = 64
 MAX_USER_ID = 200
 MAX_LIKES = 100
 MAX_MUTE_S = 7 * 86_400
@@ -41,6 +42,7 @@ class Refused(Exception):
 class Comment:
     scope: ClassVar[str] = CHAT
     text: str  # as sent: the moderator trims, normalises and judges it
+    client_id: str | None = None  # the sender's id for it: a resend is shown once
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,16 @@ def _comment(m: dict[str, Any]) -> Comment:
     text = m.get("text")
     if not isinstance(text, str):
         raise Refused("invalid_message", "a comment needs a text string")
-    return Comment(text)
+    client_id = m.get("client_id")
+    if client_id is not None and (
+        not isinstance(client_id, str)
+        or not 1 <= len(client_id) <= MAX_CLIENT_ID
+        or text_problem(client_id) is not None
+    ):
+        raise Refused(
+            "invalid_message", f"client_id must be a string of 1 to {MAX_CLIENT_ID} characters"
+        )
+    return Comment(text, client_id)
 
 
 def _like(m: dict[str, Any]) -> Like:

@@ -9,6 +9,7 @@ closed (4429).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -28,6 +29,7 @@ from livecart_chat.protocol import Refused
 from livecart_chat.rooms import Room, Viewer, close, text_frame, write
 from livecart_chat.settings import ChatSettings
 from livecart_core.auth import Principal, TokenAuthority
+from livecart_core.bus.failures import is_transient
 from livecart_core.errors import PermissionDenied, Unauthenticated
 from livecart_core.rules import INT64_MAX
 
@@ -38,6 +40,7 @@ MAX_FRAME = 4096
 MAX_NAME = 50
 FLOOD_WINDOW_S = 10.0
 SEQ_RULE = "2^63-1"
+UNAVAILABLE_CLOSE = 4503  # a dependency is down: reconnect after a pause
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -133,11 +136,19 @@ class ChatServer:
         if problem:
             await conn.close(4400, problem)
             return None
-        room = await self.node.room(caller.tenant_id, room_id)
+        try:
+            room = await self.node.room(caller.tenant_id, room_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # A room this node has not opened yet needs its state from Postgres.
+            log.warning("room not opened: history unavailable", extra={"why": repr(exc)})
+            await conn.close(UNAVAILABLE_CLOSE, "unavailable: the room cannot be opened now; retry")
+            return None
         if caller.subject in room.bans:
             await conn.close(4403, "banned from this room")
             return None
-        missed = None if last_seq is None else await self.node.recover(room, last_seq)
+        missed = None if last_seq is None else await self._recover(room, last_seq)
         # From here to adding the viewer nothing awaits: the welcome, what it missed and every
         # later batch reach it in order, none twice.
         welcome: dict[str, Any] = {
@@ -159,6 +170,17 @@ class ChatServer:
             viewer.seen_through = last_seq
         room.viewers.add(viewer)
         return viewer, room
+
+    async def _recover(self, room: Room, last_seq: int) -> list[bytes] | None:
+        """What the viewer missed; None (it is told ``recovered: false`` and gets the room's
+        recent events) also when the stored history it needs cannot be read right now."""
+        try:
+            return await self.node.recover(room, last_seq)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("recovery from history unavailable", extra={"why": repr(exc)})
+            return None
 
     def _bad_name(self, tenant: str, name: str) -> str | None:
         """Why a display name cannot be shown, or None: the same rules as a comment's text."""
@@ -199,8 +221,8 @@ class ChatServer:
 
     async def _act(self, viewer: Viewer, room: Room, command: protocol.Command) -> None:
         match command:
-            case protocol.Comment(text):
-                await self._comment(viewer, room, text)
+            case protocol.Comment(text, client_id):
+                await self._comment(viewer, room, text, client_id)
             case protocol.Like(count):
                 room.local_likes += count
             case protocol.Pin(seq):
@@ -228,7 +250,7 @@ class ChatServer:
             case protocol.Clear():
                 await self._moderate(viewer, room, action="clear")
 
-    async def _comment(self, viewer: Viewer, room: Room, text: str) -> None:
+    async def _comment(self, viewer: Viewer, room: Room, text: str, client_id: str | None) -> None:
         now = time.time()
         muted = room.muted_until(viewer.user_id, now)
         if muted is not None:
@@ -243,7 +265,9 @@ class ChatServer:
         )
         if verdict.code is not None:
             raise Refused(verdict.code, verdict.message)
-        event = events.comment(room.tenant, room.room, viewer.user_id, viewer.name, verdict.text)
+        event = events.comment(
+            room.tenant, room.room, viewer.user_id, viewer.name, verdict.text, client_id
+        )
         await self._publish(room, event)
         room.last_comment[viewer.user_id] = now
 
@@ -252,10 +276,14 @@ class ChatServer:
         await self._publish(room, event)
 
     async def _publish(self, room: Room, event: ChatEvent) -> None:
-        """Into the room's stream; a bus that cannot take it is a refusal the sender can retry,
-        not a dropped socket."""
+        """Into the room's stream, within ``publish_timeout_s``: a bus that cannot take it in
+        time (down, or slow to acknowledge) is a refusal the sender can retry, not a silence
+        nor a dropped socket. A comment refused so may still reach the stream once the bus is
+        back (the producer had queued it); a resend with the same ``client_id`` is then the
+        same event, shown once."""
         try:
-            await self.node.bus.publish(events.TOPIC, room.key, event)
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                await self.node.bus.publish(events.TOPIC, room.key, event)
         except Exception as exc:  # whichever backend's error: the sender hears it, the socket lives
             log.warning("publish failed", extra={"why": repr(exc)})
             raise Refused("unavailable", "the room cannot take messages right now; retry") from None

@@ -37,3 +37,6 @@ class ChatSettings(ServiceSettings):
         default=20, ge=1, description="refused or invalid messages per 10 s that close a socket"
     )
     keyword_poll_s: float = Field(default=1.0, gt=0, description="blocked-word list refresh")
+    publish_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, description="a sender hears 'unavailable' if the bus takes longer"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,7 @@ class KafkaBroker:
         self.controller_port = free_port()
         self.heap = heap
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_from = 0
 
     @property
     def bootstrap(self) -> str:
@@ -135,6 +137,8 @@ class KafkaBroker:
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
         out = (self.workdir / "stdout.log").open("ab")
+        log = self.workdir / "broker.log"
+        self._log_from = log.stat().st_size if log.exists() else 0  # a restart appends
         self.process = subprocess.Popen(
             self._java(libs, "kafka.Kafka", str(config)),
             stdout=out,
@@ -150,8 +154,11 @@ class KafkaBroker:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"Kafka exited early; see {self.workdir}/stdout.log")
-            if log.exists() and "Kafka Server started" in log.read_text(errors="ignore"):
-                return
+            if log.exists():
+                with log.open("rb") as lines:
+                    lines.seek(self._log_from)
+                    if b"Kafka Server started" in lines.read():
+                        return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"Kafka did not start in {timeout_s}s; see {self.workdir}")
@@ -166,6 +173,16 @@ class KafkaBroker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would: no clean shutdown, no flush. ``start()``
+        brings it back on the same port and log folder (about 12-14 s here)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own session (start_new_session)
+            self.process.wait()
         self.process = None
 
     def __enter__(self) -> KafkaBroker:

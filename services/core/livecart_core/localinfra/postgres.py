@@ -7,10 +7,13 @@ same address), so this drives the wheel's ``initdb``/``pg_ctl`` binaries directl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import signal
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -87,8 +90,41 @@ class EmbeddedPostgres:
         except subprocess.CalledProcessError:
             pass  # not running
 
+    def kill(self) -> None:
+        """SIGKILL the server and its backends, as a crash would; ``start()`` then runs
+        Postgres's crash recovery from the WAL on the same port."""
+        pid_file = self.datadir / "postmaster.pid"
+        try:
+            postmaster = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return  # not running
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True
+        ).stdout.split()
+        for pid in (postmaster, *map(int, children)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(postmaster):
+            time.sleep(0.02)
+        # Left by the crash; pg_ctl would wait on its pid (a zombie here until reaped). The
+        # WAL, not this file, drives crash recovery.
+        pid_file.unlink(missing_ok=True)
+
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child of another process stays a zombie until reaped: count it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
