@@ -148,7 +148,11 @@ async def test_postgres_down_keeps_open_rooms_live_and_refuses_new_ones_clearly(
             f"/v1/rooms/{room}/history",
             headers={"Authorization": f"Bearer {token(TENANT, 'viewer')}"},
         )
-        ready = await client.get("/readyz", params={"verbose": "true"})
+        for _ in range(50):  # readiness is re-checked every 0.2 s
+            ready = await client.get("/readyz", params={"verbose": "true"})
+            if ready.json()["status"] != "ready":
+                break
+            await asyncio.sleep(0.1)
     assert history.status_code == 503, history.text
     assert history.headers["Retry-After"] == "1" and history.json()["error"] == "unavailable"
     refused = await join(nodes[0], fresh, token(TENANT, "newcomer"))
