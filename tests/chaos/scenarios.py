@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,17 +89,27 @@ def infrastructure() -> Iterator[Infra]:
 
 
 async def run_outages(
-    infra: Infra, outages: list[Outage], timeline: Timeline, gap_s: float
+    infra: Infra,
+    outages: list[Outage],
+    timeline: Timeline,
+    gap_s: float,
+    on_back: Callable[[float], Awaitable[None]] | None = None,
 ) -> None:
-    """Each outage in turn, ``gap_s`` of normal operation before and after each."""
+    """Each outage in turn, ``gap_s`` of normal operation before and after each;
+    ``on_back(back_at)`` runs beside the load once each dependency is back."""
+    watchers: list[asyncio.Task[None]] = []
     for outage in outages:
         await asyncio.sleep(gap_s)
         began = time.monotonic()
         infra.kill(outage.dependency)
         await asyncio.sleep(outage.down_s)
         await asyncio.to_thread(infra.start, outage.dependency)
-        timeline.outages.append((outage.dependency, began, time.monotonic()))
+        back = time.monotonic()
+        timeline.outages.append((outage.dependency, began, back))
+        if on_back is not None:
+            watchers.append(asyncio.create_task(on_back(back)))
     await asyncio.sleep(gap_s)
+    await asyncio.gather(*watchers)
 
 
 class ReadinessWatch:
@@ -190,22 +200,23 @@ class CommerceReport:
     unready_s: float = 0.0
     degraded_seen: bool = False
     recovery_s: float = 0.0
-    outbox_drained_s: float = 0.0  # after the last outage, until every event was published
+    outbox_drained_s: float = 0.0  # a dependency back → what the outbox held then is published
 
-    def figures(self, suffix: str = "") -> list[str]:
+    def figures(self, scenario: str = "commerce") -> list[str]:
         return [
-            f"commerce_orders_lost{suffix}={self.orders_lost} orders",
-            f"commerce_orders_duplicated{suffix}={self.orders_duplicated} orders",
-            f"commerce_oversold{suffix}={self.oversold} units",
-            f"commerce_events_missing{suffix}={self.events_missing} events",
-            f"commerce_events_duplicated{suffix}={self.events_duplicated} events",
-            f"commerce_answers_5xx_non_503{suffix}={self.answers_5xx_non_503} answers",
-            f"commerce_answers_503{suffix}={self.answers_503} answers",
-            f"commerce_unready_s{suffix}={self.unready_s:.1f} s",
-            f"commerce_recovery_s{suffix}={self.recovery_s:.2f} s",
-            f"commerce_outbox_drained_s{suffix}={self.outbox_drained_s:.2f} s",
-            f"commerce_reserved{suffix}={self.reserved} orders",
-            f"commerce_paid{suffix}={self.paid} orders",
+            f"{scenario}_orders_lost={self.orders_lost} orders",
+            f"{scenario}_orders_duplicated={self.orders_duplicated} orders",
+            f"{scenario}_oversold={self.oversold} units",
+            f"{scenario}_over_limit={self.over_limit} buyers",
+            f"{scenario}_events_missing={self.events_missing} events",
+            f"{scenario}_events_duplicated={self.events_duplicated} events",
+            f"{scenario}_answers_5xx_non_503={self.answers_5xx_non_503} answers",
+            f"{scenario}_answers_503={self.answers_503} answers",
+            f"{scenario}_unready_s={self.unready_s:.1f} s",
+            f"{scenario}_recovery_s={self.recovery_s:.2f} s",
+            f"{scenario}_outbox_drained_s={self.outbox_drained_s:.2f} s",
+            f"{scenario}_reserved={self.reserved} orders",
+            f"{scenario}_paid={self.paid} orders",
         ]
 
 
@@ -368,11 +379,15 @@ async def commerce_scenario(
                     await asyncio.sleep(arrival_s * i / buyers)
                     await shopper.buy(client, i, pay=i % pay_every == 0)
 
-                chaos = asyncio.create_task(run_outages(infra, outages, timeline, gap_s))
+                async def drained(back: float) -> None:
+                    took = await _backlog_drained(infra.postgres.url) - back
+                    report.outbox_drained_s = max(report.outbox_drained_s, took)
+
+                chaos = asyncio.create_task(
+                    run_outages(infra, outages, timeline, gap_s, on_back=drained)
+                )
                 await asyncio.gather(*(arrive(i) for i in range(buyers)))
                 await chaos
-            last_back = timeline.outages[-1][2] if timeline.outages else time.monotonic()
-            report.outbox_drained_s = await _outbox_drained(infra.postgres.url) - last_back
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
@@ -386,21 +401,28 @@ async def commerce_scenario(
     return report
 
 
-async def _outbox_drained(url: str, timeout_s: float = 90.0) -> float:
-    """When (monotonic) the outbox held no unpublished row."""
+async def _backlog_drained(url: str, timeout_s: float = 90.0) -> float:
+    """When (monotonic) every event in the outbox now has been published (later ones, of the
+    load going on, are not waited for)."""
     deadline = time.monotonic() + timeout_s
+    through: int | None = None
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
-            conn = await asyncpg.connect(url)
+            conn = await asyncpg.connect(url, timeout=2)
             try:
+                if through is None:
+                    through = await conn.fetchval(
+                        "select coalesce(max(id), 0) from commerce.outbox"
+                    )
                 left = await conn.fetchval(
-                    "select count(*) from commerce.outbox where published_at is null"
+                    "select count(*) from commerce.outbox where published_at is null and id <= $1",
+                    through,
                 )
             finally:
                 await conn.close()
             if left == 0:
                 return time.monotonic()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     return float("inf")
 
 
@@ -460,17 +482,17 @@ class ChatReport:
     unready_s: float = 0.0
     recovery_s: float = 0.0
 
-    def figures(self, suffix: str = "") -> list[str]:
+    def figures(self, scenario: str = "chat") -> list[str]:
         return [
-            f"chat_comments_lost{suffix}={self.comments_lost} comments",
-            f"chat_comments_duplicated{suffix}={self.comments_duplicated} comments",
-            f"chat_viewers_disconnected{suffix}={self.viewers_disconnected} viewers",
-            f"chat_answers_late{suffix}={self.answers_late} answers",
-            f"chat_answer_max_s{suffix}={self.answer_max_s:.2f} s",
-            f"chat_unavailable_answers{suffix}={self.unavailable_answers} answers",
-            f"chat_unready_s{suffix}={self.unready_s:.1f} s",
-            f"chat_recovery_s{suffix}={self.recovery_s:.2f} s",
-            f"chat_acked{suffix}={self.acked} comments",
+            f"{scenario}_comments_lost={self.comments_lost} comments",
+            f"{scenario}_comments_duplicated={self.comments_duplicated} comments",
+            f"{scenario}_viewers_disconnected={self.viewers_disconnected} viewers",
+            f"{scenario}_answers_late={self.answers_late} answers",
+            f"{scenario}_answer_max_s={self.answer_max_s:.2f} s",
+            f"{scenario}_unavailable_answers={self.unavailable_answers} answers",
+            f"{scenario}_unready_s={self.unready_s:.1f} s",
+            f"{scenario}_recovery_s={self.recovery_s:.2f} s",
+            f"{scenario}_acked={self.acked} comments",
         ]
 
 
