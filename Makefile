@@ -36,6 +36,7 @@ bench: sync kafka centrifugo netlab janus
 	$(UV) run --frozen python bench/relay_forward.py
 	$(UV) run --frozen python bench/media.py
 	$(UV) run --frozen python bench/media_loss.py
+	$(UV) run --frozen python bench/chaos.py
 
 ## lint: uv.lock matches the pyprojects, ruff (style), mypy --strict (types), buf (protobuf)
 lint: sync tools
