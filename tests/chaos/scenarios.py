@@ -262,6 +262,8 @@ class _Shopper:
         self.answers: list[tuple[float, float, bool]] = []
         self.orders_by_key: dict[str, set[str]] = {}
         self.paid: set[str] = set()
+        # httpx's pool slows down badly past a few hundred waiting requests.
+        self.in_flight = asyncio.Semaphore(100)
 
     async def _send(
         self, client: httpx.AsyncClient, method: str, path: str, attempt: int, **kwargs: Any
@@ -269,7 +271,9 @@ class _Shopper:
         url = self.urls[attempt % len(self.urls)] + path
         sent = time.monotonic()
         try:
-            answer = await client.request(method, url, **kwargs)
+            async with self.in_flight:
+                sent = time.monotonic()
+                answer = await client.request(method, url, **kwargs)
         except httpx.TransportError:
             return None
         ok = answer.status_code < 500
@@ -379,7 +383,7 @@ async def commerce_scenario(
             watch = ReadinessWatch(urls)
             timeline = Timeline()
             watching = asyncio.create_task(watch.run())
-            limits = httpx.Limits(max_connections=200)
+            limits = httpx.Limits(max_connections=100)
             async with httpx.AsyncClient(timeout=10, limits=limits) as client:
 
                 async def arrive(i: int, after_s: float) -> None:

@@ -49,11 +49,14 @@ def comment(
     """A viewer's comment. With the sender's ``client_id`` its event id is derived from
     (tenant, room, user, client id), so a resend of it is the same event: every node shows it
     once and history stores it once (both drop a seen event id)."""
-    event_id = None
-    if client_id is not None:
-        event_id = uuid.uuid5(_CLIENT_IDS, f"{tenant}\n{room}\n{user}\n{client_id}").hex
+    event_id = None if client_id is None else comment_id(tenant, room, user, client_id)
     comment = Comment(user_id=user, display_name=name, text=text)
     return new_event(tenant, room, event_id, comment=comment)
+
+
+def comment_id(tenant: str, room: str, user: str, client_id: str) -> str:
+    """The event id of a comment sent with ``client_id``: the same for each of its resends."""
+    return uuid.uuid5(_CLIENT_IDS, f"{tenant}\n{room}\n{user}\n{client_id}").hex
 
 
 def likes(tenant: str, room: str, count: int) -> ChatEvent:

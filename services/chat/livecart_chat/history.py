@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from livecart.events.v1.chat_pb2 import ChatEvent
 from livecart_chat import events
-from livecart_chat.rooms import Room
+from livecart_chat.rooms import SEEN_IDS, Room
 from livecart_core.bus import Event, PoisonEvent
 
 log = logging.getLogger("livecart.chat.history")
@@ -150,10 +150,15 @@ class History:
                 room.tenant,
                 room.room,
             )
-            last = await conn.fetchval(
-                "select max(seq) from events where tenant_id = $1 and room_id = $2",
+            # The room's last event ids, so a copy of one that comes after this node opens the
+            # room (a resend of a comment it skipped while closed) is dropped like on the nodes
+            # that had it open.
+            recent = await conn.fetch(
+                "select event_id, seq from events where tenant_id = $1 and room_id = $2"
+                " order by seq desc limit $3",
                 room.tenant,
                 room.room,
+                SEEN_IDS,
             )
         if state is not None:
             room.slow_mode_s = state["slow_mode_s"]
@@ -162,7 +167,9 @@ class History:
             room.state_seq = state["state_seq"]
         room.mutes.update({r["user_id"]: r["until"] for r in mutes})
         room.bans.update(r["user_id"] for r in bans)
-        room.flushed_seq = max(room.flushed_seq, last or 0)
+        for row in reversed(recent):
+            room.remember(row["event_id"], row["seq"])
+        room.flushed_seq = max(room.flushed_seq, recent[0]["seq"] if recent else 0)
 
     async def after(
         self, tenant: str, room: str, after_seq: int, limit: int, *, up_to: int | None = None

@@ -21,7 +21,7 @@ from livecart_chat.history import History
 from livecart_chat.metrics import ROOMS
 from livecart_chat.rooms import Room
 from livecart_chat.settings import ChatSettings
-from livecart_core.bus import Event, EventBus, Subscription
+from livecart_core.bus import Event, EventBus, Outgoing, Subscription
 from livecart_core.bus.failures import is_transient
 from livecart_core.bus.memory import partition_for
 
@@ -158,15 +158,20 @@ class ChatNode:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
 
     async def _publish_likes(self) -> None:
-        liked = [r for r in self.rooms.values() if r.local_likes]
-        for room in liked:
+        """One publish for every room's likes, within ``publish_timeout_s``: the ticker that
+        flushes every room waits on it, so a bus that is away must not hold it longer."""
+        outgoing = []
+        for room in [r for r in self.rooms.values() if r.local_likes]:
             count, room.local_likes = room.local_likes, 0
-            try:
-                await self.bus.publish(
-                    events.TOPIC, room.key, events.likes(room.tenant, room.room, count)
-                )
-            except Exception:  # the bus is down: likes are low priority, drop them
-                log.warning("likes dropped: the bus refused them", exc_info=True)
+            event = events.likes(room.tenant, room.room, count)
+            outgoing.append(Outgoing(events.TOPIC, room.key, event))
+        if not outgoing:
+            return
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                await self.bus.publish_many(outgoing)
+        except Exception as exc:  # the bus is down: likes are low priority, drop them
+            log.warning("likes dropped: the bus refused them", extra={"why": repr(exc)})
 
     def _forget_idle(self, now: float) -> None:
         for key, room in list(self.rooms.items()):

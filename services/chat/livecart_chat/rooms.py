@@ -36,7 +36,7 @@ log = logging.getLogger("livecart.chat.rooms")
 SLOW_CLOSE = 4408
 BANNED_CLOSE = 4403
 RECENT_ON_JOIN = 20  # events a new viewer gets, so the screen does not start empty
-SEEN_IDS = 512  # recent event ids per room, to drop a redelivered system event
+SEEN_IDS = 512  # recent event ids per room, to drop a redelivered event or a comment's resend
 YIELD_EVERY = 500  # writes between yields to the event loop during a flush (~8 ms)
 # Linux: the bytes of a TCP socket its peer has not acknowledged (sent or not); ~0.3 µs a call.
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
@@ -130,7 +130,7 @@ class Room:
         self.pinned: dict[str, Any] | None = None
         self.state_seq = -1  # events up to this seq are already in the loaded state
         self.last_comment: dict[str, float] = {}
-        self.seen_ids: OrderedDict[str, None] = OrderedDict()
+        self.seen_ids: OrderedDict[str, int] = OrderedDict()  # event id -> its seq
         self.touched = time.monotonic()
         self.last_flush = 0.0
 
@@ -141,9 +141,7 @@ class Room:
         self.touched = time.monotonic()
         if event.event_id in self.seen_ids:
             return False
-        self.seen_ids[event.event_id] = None
-        if len(self.seen_ids) > SEEN_IDS:
-            self.seen_ids.popitem(last=False)
+        self.remember(event.event_id, seq)
         kind = event.WhichOneof("body")
         if seq > self.state_seq:  # not yet part of the state loaded from Postgres
             self._change_state(event, seq)
@@ -158,6 +156,18 @@ class Room:
         self.history.append(entry)
         self.pending.append(entry)
         return True
+
+    def remember(self, event_id: str, seq: int) -> None:
+        """Count ``event_id`` as seen in the room's stream (at ``seq``): a later copy of it is
+        dropped. The memory is bounded, and every node keeps the same one: it sees the same
+        events in the same order."""
+        self.seen_ids[event_id] = seq
+        if len(self.seen_ids) > SEEN_IDS:
+            self.seen_ids.popitem(last=False)
+
+    def seen_at(self, event_id: str) -> int | None:
+        """The seq ``event_id`` was seen at in the room's recent stream, or None."""
+        return self.seen_ids.get(event_id)
 
     def _change_state(self, event: ChatEvent, seq: int) -> None:
         kind = event.WhichOneof("body")

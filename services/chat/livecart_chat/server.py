@@ -200,10 +200,11 @@ class ChatServer:
             command = request.command
             if command.scope not in viewer.scopes:
                 raise Refused("permission_denied", f"this needs the {command.scope!r} scope")
-            await self._act(viewer, room, command)
+            acked = await self._act(viewer, room, command)
             MESSAGES.labels("ok").inc()
             if ref is not None:
-                write(viewer.conn, text_frame(events.encode({"type": "ack", "ref": ref})))
+                ack = {"type": "ack", "ref": ref, **(acked or {})}
+                write(viewer.conn, text_frame(events.encode(ack)))
         except Refused as refused:
             MESSAGES.labels(refused.code).inc()
             ref = refused.ref if ref is None else ref
@@ -219,10 +220,13 @@ class ChatServer:
         if len(viewer.refusals) > self.settings.flood_limit:
             close(viewer, 4429, "flooding: too many refused or invalid messages")
 
-    async def _act(self, viewer: Viewer, room: Room, command: protocol.Command) -> None:
+    async def _act(
+        self, viewer: Viewer, room: Room, command: protocol.Command
+    ) -> dict[str, Any] | None:
+        """Carry out a command; what its ack says besides ``ref``, if anything."""
         match command:
             case protocol.Comment(text, client_id):
-                await self._comment(viewer, room, text, client_id)
+                return await self._comment(viewer, room, text, client_id)
             case protocol.Like(count):
                 room.local_likes += count
             case protocol.Pin(seq):
@@ -249,8 +253,18 @@ class ChatServer:
                 await self._moderate(viewer, room, action="slow_mode", interval_s=interval)
             case protocol.Clear():
                 await self._moderate(viewer, room, action="clear")
+        return None
 
-    async def _comment(self, viewer: Viewer, room: Room, text: str, client_id: str | None) -> None:
+    async def _comment(
+        self, viewer: Viewer, room: Room, text: str, client_id: str | None
+    ) -> dict[str, Any] | None:
+        if client_id is not None:
+            event_id = events.comment_id(room.tenant, room.room, viewer.user_id, client_id)
+            seq = room.seen_at(event_id)
+            if seq is not None:
+                # A send whose answer the client missed (or was told 'unavailable' about, and
+                # the producer delivered later) is in the stream already: not published again.
+                return {"duplicate": True, "seq": seq}
         now = time.time()
         muted = room.muted_until(viewer.user_id, now)
         if muted is not None:
@@ -270,6 +284,7 @@ class ChatServer:
         )
         await self._publish(room, event)
         room.last_comment[viewer.user_id] = now
+        return None
 
     async def _moderate(self, viewer: Viewer, room: Room, **action: Any) -> None:
         event = events.moderation(room.tenant, room.room, by_user_id=viewer.user_id, **action)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from livecart.events.v1.chat_pb2 import ChatEvent
 from livecart_chat import events
 from livecart_chat.app import SERVICE
 from livecart_core.bus import KafkaBus
@@ -53,6 +54,17 @@ def nodes(broker: KafkaBroker, database: EmbeddedPostgres) -> Iterator[list[Serv
     yield started
     for node in started:
         node.stop()
+
+
+@pytest.fixture(autouse=True)
+def restored(broker: KafkaBroker, database: EmbeddedPostgres) -> Iterator[None]:
+    """Bring back what a test killed, also when it failed half-way, so the next test starts
+    with both up."""
+    yield
+    if broker.process is None:
+        broker.start()
+    if not (database.datadir / "postmaster.pid").exists():
+        database.start()
 
 
 @pytest.fixture
@@ -123,6 +135,13 @@ async def test_kafka_down_answers_unavailable_in_time_and_a_resend_shows_once(
         await asyncio.sleep(0.2)
     assert [await stored(db, room, text) for text in ("before", "during", "after")] == [1, 1, 1]
 
+    # A resend of a comment the node has already shown is acked as the original, not published.
+    await sender.send(type="comment", text="before", client_id="c-1", ref="r1-again")
+    original = next(e["seq"] for e in watcher.events if e.get("text") == "before")
+    assert await answer(sender, "r1-again") == {
+        "type": "ack", "ref": "r1-again", "duplicate": True, "seq": original
+    }  # fmt: skip
+
 
 @pytest.mark.timeout(120)
 async def test_postgres_down_keeps_open_rooms_live_and_refuses_new_ones_clearly(
@@ -161,16 +180,8 @@ async def test_postgres_down_keeps_open_rooms_live_and_refuses_new_ones_clearly(
     assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
 
     # An event for the unopened room must not hold up the open room's partition.
-    bus = KafkaBus(broker.bootstrap)
-    await bus.start()
-    try:
-        await bus.publish(
-            events.TOPIC,
-            events.room_key(TENANT, unopened),
-            events.comment(TENANT, unopened, "someone", "Someone", "elsewhere"),
-        )
-    finally:
-        await bus.stop()
+    elsewhere = events.comment(TENANT, unopened, "someone", "Someone", "elsewhere", "e-1")
+    await publish(broker, unopened, elsewhere)
     await viewer.send(type="comment", text="still live", client_id="h-2", ref="h2")
     assert (await answer(viewer, "h2"))["type"] == "ack"
     await viewer.until(lambda v: "still live" in v.comments(), timeout_s=10)
@@ -186,6 +197,26 @@ async def test_postgres_down_keeps_open_rooms_live_and_refuses_new_ones_clearly(
     assert await stored(db, room, "still live") == 1
     assert await _try(stored(db, unopened, "elsewhere")) == 1
     assert viewer.closed is None
+
+    # A resend of the comment the nodes skipped while they could not open its room: each opens
+    # the room now, knows the comment from history, and drops the copy.
+    marker = events.comment(TENANT, unopened, "someone", "Someone", "marker")
+    await publish(broker, unopened, elsewhere, marker)
+    for node in nodes:
+        newcomer = await join(node, unopened, token(TENANT, "newcomer"))
+        await newcomer.until(lambda v: "marker" in v.comments())
+        assert newcomer.comments() == ["marker"]  # "elsewhere" is in history, once
+
+
+async def publish(broker: KafkaBroker, room: str, *sent: ChatEvent) -> None:
+    """Into ``room``'s stream, as another chat node would."""
+    bus = KafkaBus(broker.bootstrap)
+    await bus.start()
+    try:
+        for event in sent:
+            await bus.publish(events.TOPIC, events.room_key(TENANT, room), event)
+    finally:
+        await bus.stop()
 
 
 async def _try(count: Awaitable[int]) -> int:

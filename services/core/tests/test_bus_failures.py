@@ -26,6 +26,11 @@ async def test_a_database_that_is_away_is_transient(postgres: EmbeddedPostgres) 
     conn = await asyncpg.connect(postgres.url)
     await conn.close()
     assert is_transient(await raised(conn.fetchval("select 1")))  # "connection is closed"
+    # What a pooled connection raised when its server was SIGKILLed mid-operation.
+    broken = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    assert is_transient(broken)
 
 
 async def test_input_the_database_refuses_is_not_transient(postgres: EmbeddedPostgres) -> None:

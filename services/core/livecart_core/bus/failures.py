@@ -39,6 +39,10 @@ _ASYNCPG_TRANSIENT = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, starting up, cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, too many connections
     asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    # "cannot switch to state 12; another operation (2) is in progress": a pooled connection
+    # whose server died in the middle of an operation (seen in the chaos suite after a
+    # Postgres SIGKILL); the pool discards it, and a fresh connection serves the retry.
+    asyncpg.exceptions.InternalClientError,
 )
 # Kafka marks the errors a client may retry; timeouts are not marked but are the same thing.
 _KAFKA_TIMEOUTS = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)
