@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -86,6 +87,7 @@ def infrastructure() -> Iterator[Infra]:
             postgres.stop()
     finally:
         kafka.stop()
+        shutil.rmtree(root, ignore_errors=True)  # ~40 MB of broker log and database a run
 
 
 async def run_outages(
