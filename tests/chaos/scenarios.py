@@ -73,6 +73,17 @@ class Infra:
     def start(self, dependency: str) -> None:
         (self.kafka if dependency == "kafka" else self.postgres).start()
 
+    def env(self, **settings: str) -> dict[str, str]:
+        """A service's environment on this broker and database (plus ``settings``)."""
+        return {
+            "LIVECART_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "LIVECART_DATABASE_URL": self.postgres.url,
+            "LIVECART_MIGRATE_ON_START": "true",
+            "LIVECART_DATABASE_CONNECT_TIMEOUT_S": "1",
+            "LIVECART_LOG_LEVEL": "WARNING",
+            **settings,
+        }
+
 
 @contextlib.contextmanager
 def infrastructure() -> Iterator[Infra]:
@@ -369,13 +380,7 @@ async def commerce_scenario(
     steady = buyers - late * len(outages)
     assert steady > 0, "more buyers than the outages hold back"
     with infrastructure() as infra:
-        env = {
-            "LIVECART_KAFKA_BOOTSTRAP": infra.kafka.bootstrap,
-            "LIVECART_DATABASE_URL": infra.postgres.url,
-            "LIVECART_MIGRATE_ON_START": "true",
-            "LIVECART_DATABASE_CONNECT_TIMEOUT_S": "1",
-            "LIVECART_LOG_LEVEL": "WARNING",
-        }
+        env = infra.env()
         processes = [ServiceProcess("livecart_commerce", env).start()]
         processes += [ServiceProcess("livecart_commerce", env).start() for _ in range(replicas - 1)]
         try:
@@ -580,17 +585,12 @@ async def chat_scenario(
     report = ChatReport(viewers=viewers, senders=senders)
     slack_s = 1.0
     with infrastructure() as infra:
-        env = {
-            "LIVECART_KAFKA_BOOTSTRAP": infra.kafka.bootstrap,
-            "LIVECART_DATABASE_URL": infra.postgres.url,
-            "LIVECART_MIGRATE_ON_START": "true",
-            "LIVECART_DATABASE_CONNECT_TIMEOUT_S": "1",
-            "LIVECART_PUBLISH_TIMEOUT_S": str(bound_s),
-            "LIVECART_LOG_LEVEL": "WARNING",
-            "LIVECART_COMMENT_BURST": "1000",
-            "LIVECART_COMMENT_RATE_PER_S": "1000",
-            "LIVECART_COMMENTS_PER_BATCH": "1000",
-        }
+        env = infra.env(
+            LIVECART_PUBLISH_TIMEOUT_S=str(bound_s),
+            LIVECART_COMMENT_BURST="1000",
+            LIVECART_COMMENT_RATE_PER_S="1000",
+            LIVECART_COMMENTS_PER_BATCH="1000",
+        )
         first = ServiceProcess("livecart_chat", env).start()
         nodes = [first, ServiceProcess("livecart_chat", env).start()]
         room = f"chaos-{uuid.uuid4().hex[:8]}"

@@ -118,7 +118,7 @@ class BoundaryMiddleware:
             return
         problem = _head_problem(scope, self.limits)
         if problem is not None:
-            await _answer(send, *problem)
+            await send_error(send, *problem, headers=[(b"connection", b"close")])
             return
         await self.app(scope, _GuardedBody(scope, receive, self.limits), send)
 
@@ -197,7 +197,10 @@ ERROR_CODES = {
 }
 
 
-async def _answer(send: Send, status: int, code: str, message: str) -> None:
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Answer with the error body every refusal has, from plain ASGI (no app around)."""
     body = json.dumps({"error": code, "message": message}).encode()
     await send(
         {
@@ -206,7 +209,7 @@ async def _answer(send: Send, status: int, code: str, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *headers,
             ],
         }
     )

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livecart_core.boundary import ERROR_CODES, BoundaryMiddleware, Limits
+from livecart_core.boundary import ERROR_CODES, BoundaryMiddleware, Limits, send_error
 from livecart_core.bus.failures import is_transient
 from livecart_core.errors import ServiceError, StartupError, Unavailable
 from livecart_core.health import Readiness, Report
@@ -66,29 +66,14 @@ class UnavailableGuard:
                 "a dependency is down; answered 503",
                 extra={"service": self.service, "path": scope.get("path"), "why": repr(exc)},
             )
-            await unavailable(send, exc)
-
-
-async def unavailable(send: Send, exc: BaseException) -> None:
-    """Send the 503 of a dependency that is down (the body names the kind of failure only)."""
-    body = json.dumps(
-        {
-            "error": Unavailable.code,
-            "message": f"a dependency is down ({type(exc).__name__}); retry shortly",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(Unavailable.retry_after_s).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+            # The body names the kind of failure only.
+            await send_error(
+                send,
+                Unavailable.http_status,
+                Unavailable.code,
+                f"a dependency is down ({type(exc).__name__}); retry shortly",
+                [(b"retry-after", str(Unavailable.retry_after_s).encode())],
+            )
 
 
 class MetricsMiddleware:
