@@ -240,6 +240,57 @@ async def grpc_load_generator(
     print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
 
 
+async def edge_load_generator(
+    target: str, sale: str, first: int, count: int, in_flight: int, batch: int
+) -> None:
+    """The load that chat nodes put on commerce when viewers press buy over their WebSocket:
+    ``ReserveFlashSaleBatch`` calls of ``batch`` buyers' reservations (each with its own
+    token), ``in_flight`` calls at a time over one channel, as one chat node keeps them. A
+    reservation's latency is its call's."""
+    authority = TokenAuthority(os.environ["LIVECART_AUTH_SECRET"])
+    reservations = [
+        pb.BuyerReservation(
+            token=authority.issue(TENANT, f"u{i}", ["commerce:buy"]),
+            request=pb.ReserveFlashSaleRequest(
+                flash_sale_id=sale, quantity=1, idempotency_key=f"{sale}-{i}"
+            ),
+        )
+        for i in range(first, first + count)
+    ]
+    calls = iter(
+        [
+            pb.ReserveFlashSaleBatchRequest(reservations=reservations[at : at + batch])
+            for at in range(0, count, batch)
+        ]
+    )
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+
+    async def lane(stub: pb_grpc.CommerceServiceStub) -> None:
+        for request in calls:
+            began = time.perf_counter()
+            answer = await stub.ReserveFlashSaleBatch(request, timeout=60)
+            took = (time.perf_counter() - began) * 1000
+            for result in answer.results:
+                status = "201" if result.HasField("order") else str(result.refusal.http_status)
+                statuses[status] += 1
+                latencies.append(took)
+
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        await channel.channel_ready()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        start, cpu = time.time(), time.process_time()
+        stub = pb_grpc.CommerceServiceStub(channel)
+        await asyncio.gather(*(lane(stub) for _ in range(in_flight)))
+        cpu, end = time.process_time() - cpu, time.time()
+    finally:
+        await channel.close()
+    report = {"start": start, "end": end, "cpu_s": cpu, "retried": 0}
+    print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
+
+
 async def fan_out(
     commands: list[list[str]],
     env: dict[str, str] | None = None,
@@ -360,6 +411,9 @@ async def run(
     }
 
 
+_LOADGENS = {"http": "http", "framework": "http", "grpc": "grpc", "edge": "edge"}
+# Reservations per ReserveFlashSaleBatch call from an edge, and calls in flight per edge.
+EDGE_BATCH, EDGE_IN_FLIGHT = 64, 4
 _CONTENT_TYPES = {
     "http": "application/json",
     # A charset parameter is one of the things the lean route leaves to the declared route.
@@ -402,13 +456,15 @@ async def run_api(
         pids = [s.process.pid for s in services if s.process is not None]
         sale = await create_sale_over_http(services[0].url, TokenAuthority(secret), buyers)
         share = buyers // clients
-        targets = [s.url if protocol != "grpc" else f"127.0.0.1:{s.grpc_port}" for s in services]
+        grpc_like = protocol in ("grpc", "edge")
+        targets = [f"127.0.0.1:{s.grpc_port}" if grpc_like else s.url for s in services]
         went: list[tuple[float, float]] = []  # (wall, services' CPU) at go
         reports = await fan_out(
             [
-                [f"--loadgen-{'grpc' if protocol == 'grpc' else 'http'}", targets[c % replicas],
+                [f"--loadgen-{_LOADGENS[protocol]}", targets[c % replicas],
                  sale, str(c * share), str(share), str(in_flight),
-                 *([_CONTENT_TYPES[protocol]] if protocol != "grpc" else [])]
+                 *([_CONTENT_TYPES[protocol]] if not grpc_like else []),
+                 *([str(EDGE_BATCH)] if protocol == "edge" else [])]
                 for c in range(clients)
             ],
             env={**os.environ, "LIVECART_AUTH_SECRET": secret},
@@ -547,6 +603,11 @@ if __name__ == "__main__":
         base, sale, first, count, in_flight, content_type = sys.argv[2:8]
         asyncio.run(
             load_generator(base, sale, int(first), int(count), int(in_flight), content_type)
+        )
+    elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-edge":
+        target, sale, first, count, in_flight, batch = sys.argv[2:8]
+        asyncio.run(
+            edge_load_generator(target, sale, int(first), int(count), int(in_flight), int(batch))
         )
     elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-grpc":
         target, sale, first, count, in_flight = sys.argv[2:7]

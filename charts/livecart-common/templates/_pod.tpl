@@ -46,6 +46,11 @@ Call with (dict "root" $ "name" "chat" "svc" <its entry in .Values.services> "da
 - name: LIVECART_RELAY_GRPC_ADDRESS
   value: "{{ include "livecart.fullname" .root }}-relay-pods:{{ $v.ports.grpc }}"
 {{- end }}
+{{- if and (eq .name "chat") (hasKey $v.services "commerce") }}
+{{- /* Chat forwards the buy button to the commerce pods, round robin over all of them. */}}
+- name: LIVECART_COMMERCE_GRPC_ADDRESS
+  value: "dns:///{{ include "livecart.fullname" .root }}-commerce-pods:{{ $v.ports.grpc }}"
+{{- end }}
 {{- /* UDP port ranges ({min, max}) ICE host candidates and relay pipes bind in. */}}
 {{- with .svc.icePorts }}
 - name: LIVECART_ICE_PORT_MIN

@@ -62,6 +62,9 @@ async def run(dev: DevSettings) -> None:
             )
             if definition is INGEST:  # ingest pipes its publishers to the relay beside it
                 listeners["relay_grpc_address"] = f"{dev.host}:{dev.grpc_port_base + 2}"
+            if definition is CHAT:  # chat forwards its viewers' buy button to commerce
+                commerce_port = dev.grpc_port_base + SERVICES.index(COMMERCE)
+                listeners["commerce_grpc_address"] = f"{dev.host}:{commerce_port}"
             settings = load_settings(
                 definition.settings,
                 bus="memory",

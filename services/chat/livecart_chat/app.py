@@ -7,6 +7,7 @@ from livecart.chat.v1.chat_service_pb2_grpc import add_ChatServiceServicer_to_se
 from livecart_chat.api import SERVICE_NAME, ChatServicer, history_routes
 from livecart_chat.blocked_words import KeywordStore, moderation_routes
 from livecart_chat.bridge import COMMERCE_TOPIC, CommerceBridge
+from livecart_chat.buying import Checkout
 from livecart_chat.events import TOPIC
 from livecart_chat.history import History
 from livecart_chat.moderation import KeywordFilter, Moderator, RateLimiter
@@ -29,8 +30,10 @@ async def setup(service: Service) -> None:
     )
     node = ChatNode(settings, service.bus, history)
     await node.join()
-    server = ChatServer(settings, node, service.tokens, moderator)
+    checkout = Checkout(settings.commerce_grpc_address, timeout_s=settings.reserve_timeout_s)
+    server = ChatServer(settings, node, service.tokens, moderator, checkout)
     await server.start()
+    service.on_stop(checkout.close)
     service.on_stop(server.stop)
     service.on_stop(node.stop)
     await service.bus.subscribe(TOPIC, "chat-history", history.write)

@@ -10,6 +10,7 @@ decided by the server and the moderator after it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -22,9 +23,13 @@ MAX_USER_ID = 200
 MAX_LIKES = 100
 MAX_MUTE_S = 7 * 86_400
 MAX_SLOW_MODE_S = 3600
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 CHAT = "chat"
 MODERATE = "chat:moderate"
+BUY = "commerce:buy"
+MAX_UNITS = 100  # commerce's most units per reservation
+MAX_IDEMPOTENCY_KEY = 100
 
 
 class Refused(Exception):
@@ -92,7 +97,17 @@ class Clear:
     scope: ClassVar[str] = MODERATE
 
 
-Command = Comment | Like | Pin | Unpin | Mute | Unmute | Ban | SlowMode | Clear
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """The buy button: reserve units of a flash sale, answered by commerce."""
+
+    scope: ClassVar[str] = BUY
+    flash_sale_id: str
+    quantity: int
+    idempotency_key: str
+
+
+Command = Comment | Like | Pin | Unpin | Mute | Unmute | Ban | SlowMode | Clear | Reserve
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +184,25 @@ def _slow_mode(m: dict[str, Any]) -> SlowMode:
     return SlowMode(_int(m.get("interval_s"), 0, MAX_SLOW_MODE_S, why))
 
 
+def _reserve(m: dict[str, Any]) -> Reserve:
+    sale = m.get("flash_sale_id")
+    if not isinstance(sale, str) or not _UUID.fullmatch(sale):
+        raise Refused("invalid_message", "reserve.flash_sale_id is the sale's id (a UUID)")
+    quantity = _int(m.get("quantity", 1), 1, MAX_UNITS, f"reserve.quantity is 1 to {MAX_UNITS}")
+    key = m.get("idempotency_key")
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY
+        or text_problem(key) is not None
+    ):
+        raise Refused(
+            "invalid_message",
+            f"reserve.idempotency_key is a string of 1 to {MAX_IDEMPOTENCY_KEY} characters;"
+            " send the same one again to retry safely",
+        )
+    return Reserve(sale.lower(), quantity, key)
+
+
 _COMMANDS: dict[str, Callable[[dict[str, Any]], Command]] = {
     "comment": _comment,
     "like": _like,
@@ -179,6 +213,7 @@ _COMMANDS: dict[str, Callable[[dict[str, Any]], Command]] = {
     "ban": lambda m: Ban(_user(m)),
     "slow_mode": _slow_mode,
     "clear": lambda m: Clear(),
+    "reserve": _reserve,
 }
 
 

@@ -78,6 +78,8 @@ class Viewer:
     user_id: str
     name: str
     scopes: frozenset[str]
+    token: str = ""  # the one it joined with: each reservation carries it to commerce
+    buying: int = 0  # its reservations awaiting commerce
     behind_since: float | None = None
     # A viewer that recovered on a node which had not yet read as far as the viewer's previous
     # node: it has seen every event up to this seq, so batches skip those (0: nothing skipped).

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from livecart.events.v1.chat_pb2 import ChatEvent, Comment
 from livecart_chat import events, protocol
+from livecart_chat.buying import Checkout
 from livecart_chat.metrics import MESSAGES, VIEWERS
 from livecart_chat.moderation import Moderator, disallowed_character
 from livecart_chat.node import ChatNode
@@ -40,6 +41,7 @@ MAX_FRAME = 4096
 MAX_NAME = 50
 FLOOD_WINDOW_S = 10.0
 SEQ_RULE = "2^63-1"
+MAX_BUYING = 4  # a viewer's reservations awaiting commerce at once
 UNAVAILABLE_CLOSE = 4503  # a dependency is down: reconnect after a pause
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -51,12 +53,15 @@ class ChatServer:
         node: ChatNode,
         tokens: TokenAuthority,
         moderator: Moderator,
+        checkout: Checkout,
     ) -> None:
         self.settings = settings
         self.node = node
         self.tokens = tokens
         self.moderator = moderator
+        self.checkout = checkout
         self.server: Server | None = None
+        self._buying: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -163,7 +168,7 @@ class ChatServer:
         replay = missed if missed is not None else [e.data for e in room.recent()]
         if replay:
             write(conn, text_frame(replay_batch(replay, room.total_likes)))
-        viewer = Viewer(conn, caller.subject, name, caller.scopes)
+        viewer = Viewer(conn, caller.subject, name, caller.scopes, token)
         if last_seq is not None and last_seq > room.flushed_seq:
             # Its last node had read further than this one: what this node has yet to send
             # up to ``last_seq`` the viewer has already seen.
@@ -200,6 +205,9 @@ class ChatServer:
             command = request.command
             if command.scope not in viewer.scopes:
                 raise Refused("permission_denied", f"this needs the {command.scope!r} scope")
+            if isinstance(command, protocol.Reserve):
+                self._start_buying(viewer, command, ref)
+                return
             acked = await self._act(viewer, room, command)
             MESSAGES.labels("ok").inc()
             if ref is not None:
@@ -211,6 +219,33 @@ class ChatServer:
             error = {"type": "error", "ref": ref, "code": refused.code, "message": refused.message}
             write(viewer.conn, text_frame(events.encode(error)))
             self._count_refusal(viewer)
+
+    def _start_buying(self, viewer: Viewer, command: protocol.Reserve, ref: str | None) -> None:
+        """Reserve in a task of its own: the viewer's comments and likes go on meanwhile."""
+        if viewer.buying >= MAX_BUYING:
+            raise Refused(
+                "too_many_reservations",
+                f"wait for the answers to your {MAX_BUYING} reservations first",
+            )
+        viewer.buying += 1
+        task = asyncio.create_task(self._buy(viewer, command, ref))
+        self._buying.add(task)
+        task.add_done_callback(self._buying.discard)
+
+    async def _buy(self, viewer: Viewer, command: protocol.Reserve, ref: str | None) -> None:
+        """Answer a reservation with an ack carrying the order, or an error frame with
+        commerce's code. Commerce's refusals (sold out, over the limit) are the sale's answer,
+        not the viewer's fault: they do not count towards closing a flooding socket."""
+        try:
+            order = await self.checkout.reserve(viewer.token, command)
+            MESSAGES.labels("ok").inc()
+            reply: dict[str, Any] = {"type": "ack", "ref": ref, "order": order}
+        except Refused as refused:
+            MESSAGES.labels(refused.code).inc()
+            reply = {"type": "error", "ref": ref, "code": refused.code, "message": refused.message}
+        finally:
+            viewer.buying -= 1
+        write(viewer.conn, text_frame(events.encode(reply)))
 
     def _count_refusal(self, viewer: Viewer) -> None:
         now = time.monotonic()

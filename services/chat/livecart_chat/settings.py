@@ -40,3 +40,9 @@ class ChatSettings(ServiceSettings):
     publish_timeout_s: float = Field(
         default=2.0, gt=0, le=30, description="a sender hears 'unavailable' if the bus takes longer"
     )
+    commerce_grpc_address: str = Field(
+        default="127.0.0.1:50056", description="commerce's gRPC host:port, for the buy button"
+    )
+    reserve_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, description="a buyer hears 'unavailable' if commerce takes longer"
+    )

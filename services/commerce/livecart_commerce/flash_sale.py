@@ -134,16 +134,36 @@ class FlashSaleEngine:
         self._sold_out_until: dict[uuid.UUID, tuple[str, float]] = {}
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
+        if not self.coalesce:
+            self._check(request)
+            return (await self._settle(request.flash_sale_id, [request]))[0]
+        return await self._enqueue(request)
+
+    async def reserve_many(
+        self, requests: list[ReserveRequest]
+    ) -> list[ReserveResult | BaseException]:
+        """Reserve for each request, all joining the batches at once: a result, or the
+        exception that settling its batch raised, per request, in order."""
+        for request in requests:  # before any joins a batch
+            self._check(request)
+        if not self.coalesce:
+            return await asyncio.gather(*map(self.reserve, requests), return_exceptions=True)
+        return await asyncio.gather(*map(self._enqueue, requests), return_exceptions=True)
+
+    @staticmethod
+    def _check(request: ReserveRequest) -> None:
         if request.quantity <= 0:
             raise ValueError("quantity must be positive")
-        if not self.coalesce:
-            return (await self._settle(request.flash_sale_id, [request]))[0]
+
+    def _enqueue(self, request: ReserveRequest) -> asyncio.Future[ReserveResult]:
+        """The future of ``request``'s result, once its batch is settled."""
+        self._check(request)
         future: asyncio.Future[ReserveResult] = asyncio.get_running_loop().create_future()
         pending = self._pending.setdefault(request.flash_sale_id, _Pending())
         pending.items.append((request, future))
         if pending.task is None:
             pending.task = asyncio.create_task(self._drain(request.flash_sale_id, pending))
-        return await future
+        return future
 
     async def _drain(self, sale_id: uuid.UUID, pending: _Pending) -> None:
         """Collect the sale's queue into batches, each settled in its own task, at most

@@ -20,10 +20,16 @@ from livecart_commerce.flash_sale import (
     MAX_UNITS_PER_RESERVATION,
     FlashSaleEngine,
     ReserveRequest,
+    ReserveResult,
 )
-from livecart_core.auth import TokenAuthority, grpc_principal
-from livecart_core.errors import InvalidArgument, NotFound
+from livecart_core.auth import Principal, TokenAuthority, grpc_principal
+from livecart_core.bus.failures import is_transient
+from livecart_core.errors import InvalidArgument, NotFound, ServiceError, Unavailable
 
+# Holds a reservation's place in the answer while the engine settles it.
+_SETTLING = pb.ReservationResult()
+# The most reservations one ReserveFlashSaleBatch call carries.
+MAX_BATCH = 512
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CommerceService"].full_name
 
 
@@ -40,6 +46,36 @@ def _timestamp(value: Any) -> Timestamp:
     return stamp
 
 
+def _reservation(caller: Principal, request: pb.ReserveFlashSaleRequest) -> ReserveRequest:
+    """The engine's request for what ``caller`` asks, or InvalidArgument."""
+    sale_id = _uuid(request.flash_sale_id, "flash_sale_id")
+    if not 1 <= request.quantity <= MAX_UNITS_PER_RESERVATION:
+        raise InvalidArgument(f"quantity must be between 1 and {MAX_UNITS_PER_RESERVATION}")
+    if not 1 <= len(request.idempotency_key) <= 100:
+        raise InvalidArgument("idempotency_key must be 1 to 100 characters")
+    return ReserveRequest(
+        caller.tenant_id, sale_id, caller.subject, request.quantity, request.idempotency_key
+    )
+
+
+def _reserved(request: ReserveRequest, result: ReserveResult) -> pb.ReserveFlashSaleResponse:
+    """The answer for a reservation's result, or its typed refusal raised."""
+    order = reserved_or_refused(result, request.flash_sale_id)
+    return pb.ReserveFlashSaleResponse(
+        order_id=str(order.id),
+        unit_price_minor=order.unit_price_minor,
+        currency=order.currency,
+        expires_at=_timestamp(order.expires_at),
+        buyer_id=order.buyer_id,
+    )
+
+
+def _refusal(refused: ServiceError) -> pb.ReservationResult:
+    return pb.ReservationResult(
+        refusal=pb.Refusal(code=refused.code, message=str(refused), http_status=refused.http_status)
+    )
+
+
 class CommerceServicer(pb_grpc.CommerceServiceServicer):
     def __init__(self, pool: asyncpg.Pool, engine: FlashSaleEngine, tokens: TokenAuthority):
         self.pool = pool
@@ -50,24 +86,39 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
         self, request: pb.ReserveFlashSaleRequest, context: Any
     ) -> pb.ReserveFlashSaleResponse:
         caller = grpc_principal(self.tokens, context.invocation_metadata(), BUY)
-        sale_id = _uuid(request.flash_sale_id, "flash_sale_id")
-        if not 1 <= request.quantity <= MAX_UNITS_PER_RESERVATION:
-            raise InvalidArgument(f"quantity must be between 1 and {MAX_UNITS_PER_RESERVATION}")
-        if not 1 <= len(request.idempotency_key) <= 100:
-            raise InvalidArgument("idempotency_key must be 1 to 100 characters")
-        result = await self.engine.reserve(
-            ReserveRequest(
-                caller.tenant_id, sale_id, caller.subject, request.quantity, request.idempotency_key
-            )
-        )
-        order = reserved_or_refused(result, sale_id)
-        return pb.ReserveFlashSaleResponse(
-            order_id=str(order.id),
-            unit_price_minor=order.unit_price_minor,
-            currency=order.currency,
-            expires_at=_timestamp(order.expires_at),
-            buyer_id=order.buyer_id,
-        )
+        reservation = _reservation(caller, request)
+        return _reserved(reservation, await self.engine.reserve(reservation))
+
+    async def ReserveFlashSaleBatch(
+        self, request: pb.ReserveFlashSaleBatchRequest, context: Any
+    ) -> pb.ReserveFlashSaleBatchResponse:
+        """Many buyers' reservations in one call (chat forwards its viewers' buy button so):
+        each is checked, settled and answered on its own, as ReserveFlashSale would; they join
+        the engine's group commit together, with no task of their own."""
+        if len(request.reservations) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} reservations in one batch")
+        results: list[pb.ReservationResult] = []
+        accepted: list[tuple[int, ReserveRequest]] = []
+        for item in request.reservations:
+            try:
+                caller = self.tokens.verify(item.token)
+                caller.require(BUY)
+                accepted.append((len(results), _reservation(caller, item.request)))
+                results.append(_SETTLING)
+            except ServiceError as refused:
+                results.append(_refusal(refused))
+        settled = await self.engine.reserve_many([r for _, r in accepted])
+        for (at, reservation), outcome in zip(accepted, settled, strict=True):
+            if isinstance(outcome, BaseException):
+                if not is_transient(outcome):
+                    raise outcome
+                results[at] = _refusal(Unavailable("commerce cannot reach its database; retry"))
+                continue
+            try:
+                results[at] = pb.ReservationResult(order=_reserved(reservation, outcome))
+            except ServiceError as refused:
+                results[at] = _refusal(refused)
+        return pb.ReserveFlashSaleBatchResponse(results=results)
 
     async def GetFlashSale(
         self, request: pb.GetFlashSaleRequest, context: Any

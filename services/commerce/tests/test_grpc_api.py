@@ -146,3 +146,74 @@ async def test_product_and_pinned_product_over_grpc(
     with pytest.raises(grpc.aio.AioRpcError) as no_room:
         await stub.GetPinnedProduct(pb.GetPinnedProductRequest(room_id=""), metadata=bearer("x"))
     assert no_room.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def reservation(
+    sale: str, key: str, user: str = "", *scopes: str, quantity: int = 1, tenant: str = "shop-a"
+) -> pb.BuyerReservation:
+    token = TOKENS.issue(tenant, user, scopes or ("commerce:buy",)) if user else "not-a-token"
+    return pb.BuyerReservation(
+        token=token,
+        request=pb.ReserveFlashSaleRequest(
+            flash_sale_id=sale, quantity=quantity, idempotency_key=key
+        ),
+    )
+
+
+async def test_a_batch_answers_each_buyer_as_a_single_reservation_would(
+    stub: pb_grpc.CommerceServiceStub, commerce: httpx.Client
+) -> None:
+    _, sale = new_sale(commerce, quantity=3, limit=1)
+    batch = [
+        reservation(sale, "b1", "bea"),
+        reservation(sale, "b2", "bea"),  # over the per-user limit of 1
+        reservation(sale, "c1", "cai"),
+        reservation(sale, "x1"),  # a token that is not one
+        reservation(sale, "d1", "dan", "chat"),  # no commerce:buy
+        reservation(sale, "e1", "eve", quantity=0),
+        reservation("not-a-uuid", "e2", "eve"),
+        reservation(sale, "f1", "fay", tenant="shop-b"),  # another tenant's sale
+        reservation(sale, "g1", "gus"),
+        reservation(sale, "h1", "hal"),  # the sale has 3 units
+    ]
+    answer = await stub.ReserveFlashSaleBatch(pb.ReserveFlashSaleBatchRequest(reservations=batch))
+    outcomes = [
+        r.order.buyer_id if r.HasField("order") else (r.refusal.code, r.refusal.http_status)
+        for r in answer.results
+    ]
+    assert outcomes == [
+        "bea", ("limit_exceeded", 409), "cai", ("unauthenticated", 401),
+        ("permission_denied", 403), ("invalid_argument", 400), ("invalid_argument", 400),
+        ("not_found", 404), "gus", ("sold_out", 409),
+    ]  # fmt: skip
+    # A batch is as idempotent as single calls: the same keys find the same orders.
+    again = await stub.ReserveFlashSaleBatch(
+        pb.ReserveFlashSaleBatchRequest(reservations=[batch[0], batch[2]])
+    )
+    assert [r.order.order_id for r in again.results] == [
+        answer.results[0].order.order_id,
+        answer.results[2].order.order_id,
+    ]
+    single = await stub.ReserveFlashSale(
+        pb.ReserveFlashSaleRequest(flash_sale_id=sale, quantity=1, idempotency_key="g1"),
+        metadata=bearer("gus"),
+    )
+    assert single.order_id == answer.results[8].order.order_id
+    for buyer, held in (("bea", 1), ("cai", 1), ("gus", 1), ("hal", 0), ("eve", 0)):
+        orders = await asyncio.to_thread(
+            commerce.get, f"/v1/orders?buyer={buyer}", headers=MERCHANT
+        )
+        assert orders.status_code == 200, orders.text
+        assert [o["flash_sale_id"] for o in orders.json()["orders"]].count(sale) == held, buyer
+
+
+async def test_a_batch_over_the_limit_is_refused_whole(
+    stub: pb_grpc.CommerceServiceStub,
+) -> None:
+    sale = str(uuid.uuid4())
+    too_many = [reservation(sale, f"k{i}", "ivy") for i in range(513)]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ReserveFlashSaleBatch(pb.ReserveFlashSaleBatchRequest(reservations=too_many))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    empty = await stub.ReserveFlashSaleBatch(pb.ReserveFlashSaleBatchRequest())
+    assert list(empty.results) == []

@@ -267,6 +267,8 @@ def create_channel(
     retried by gRPC itself (exponential backoff) up to ``max_attempts``.
     """
     service_config = {
+        # A name that resolves to several pods (a headless Service) spreads calls over all.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
@@ -278,7 +280,7 @@ def create_channel(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
     return grpc.aio.insecure_channel(
         target,

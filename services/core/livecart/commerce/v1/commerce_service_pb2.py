@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+livecart/commerce/v1/commerce_service.proto\x12\x14livecart.commerce.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x17ReserveFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\x9a\x01\n\x18ReserveFlashSaleResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10unit_price_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62uyer_id\x18\x05 \x01(\t\",\n\x13GetFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\"K\n\x14GetFlashSaleResponse\x12\x33\n\nflash_sale\x18\x01 \x01(\x0b\x32\x1f.livecart.commerce.v1.FlashSale\"\x87\x02\n\tFlashSale\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x18\n\x10sale_price_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x11\n\tremaining\x18\x06 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x07 \x01(\x05\x12-\n\tstarts_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11payment_timeout_s\x18\n \x01(\x05\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"D\n\x12GetProductResponse\x12.\n\x07product\x18\x01 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\"*\n\x17GetPinnedProductRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\"\x89\x01\n\x18GetPinnedProductResponse\x12\x0e\n\x06pinned\x18\x01 \x01(\x08\x12.\n\x07product\x18\x02 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\x12-\n\tpinned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06images\x18\x04 \x03(\t\x12\'\n\x04skus\x18\x05 \x03(\x0b\x32\x19.livecart.commerce.v1.Sku\x12\x30\n\x08shipping\x18\x06 \x01(\x0b\x32\x1e.livecart.commerce.v1.Shipping\x12.\n\x07returns\x18\x07 \x01(\x0b\x32\x1d.livecart.commerce.v1.Returns\x12&\n\x03\x66\x61q\x18\x08 \x03(\x0b\x32\x19.livecart.commerce.v1.Faq\"\xb9\x01\n\x03Sku\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprice_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05stock\x18\x04 \x01(\x05\x12=\n\nattributes\x18\x05 \x03(\x0b\x32).livecart.commerce.v1.Sku.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x08Shipping\x12\x12\n\nships_from\x18\x01 \x01(\t\x12\x10\n\x08min_days\x18\x02 \x01(\x05\x12\x10\n\x08max_days\x18\x03 \x01(\x05\x12\x11\n\tfee_minor\x18\x04 \x01(\x03\"@\n\x07Returns\x12\x13\n\x0bwindow_days\x18\x01 \x01(\x05\x12\x0c\n\x04\x66ree\x18\x02 \x01(\x08\x12\x12\n\nconditions\x18\x03 \x01(\t\"\'\n\x03\x46\x61q\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t2\xbf\x03\n\x0f\x43ommerceService\x12q\n\x10ReserveFlashSale\x12-.livecart.commerce.v1.ReserveFlashSaleRequest\x1a..livecart.commerce.v1.ReserveFlashSaleResponse\x12\x65\n\x0cGetFlashSale\x12).livecart.commerce.v1.GetFlashSaleRequest\x1a*.livecart.commerce.v1.GetFlashSaleResponse\x12_\n\nGetProduct\x12\'.livecart.commerce.v1.GetProductRequest\x1a(.livecart.commerce.v1.GetProductResponse\x12q\n\x10GetPinnedProduct\x12-.livecart.commerce.v1.GetPinnedProductRequest\x1a..livecart.commerce.v1.GetPinnedProductResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+livecart/commerce/v1/commerce_service.proto\x12\x14livecart.commerce.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x17ReserveFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\x9a\x01\n\x18ReserveFlashSaleResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x18\n\x10unit_price_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62uyer_id\x18\x05 \x01(\t\"\\\n\x1cReserveFlashSaleBatchRequest\x12<\n\x0creservations\x18\x01 \x03(\x0b\x32&.livecart.commerce.v1.BuyerReservation\"a\n\x10\x42uyerReservation\x12\r\n\x05token\x18\x01 \x01(\t\x12>\n\x07request\x18\x02 \x01(\x0b\x32-.livecart.commerce.v1.ReserveFlashSaleRequest\"Y\n\x1dReserveFlashSaleBatchResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.livecart.commerce.v1.ReservationResult\"\x91\x01\n\x11ReservationResult\x12?\n\x05order\x18\x01 \x01(\x0b\x32..livecart.commerce.v1.ReserveFlashSaleResponseH\x00\x12\x30\n\x07refusal\x18\x02 \x01(\x0b\x32\x1d.livecart.commerce.v1.RefusalH\x00\x42\t\n\x07outcome\"=\n\x07Refusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\",\n\x13GetFlashSaleRequest\x12\x15\n\rflash_sale_id\x18\x01 \x01(\t\"K\n\x14GetFlashSaleResponse\x12\x33\n\nflash_sale\x18\x01 \x01(\x0b\x32\x1f.livecart.commerce.v1.FlashSale\"\x87\x02\n\tFlashSale\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x18\n\x10sale_price_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x11\n\tremaining\x18\x06 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x07 \x01(\x05\x12-\n\tstarts_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11payment_timeout_s\x18\n \x01(\x05\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"D\n\x12GetProductResponse\x12.\n\x07product\x18\x01 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\"*\n\x17GetPinnedProductRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\"\x89\x01\n\x18GetPinnedProductResponse\x12\x0e\n\x06pinned\x18\x01 \x01(\x08\x12.\n\x07product\x18\x02 \x01(\x0b\x32\x1d.livecart.commerce.v1.Product\x12-\n\tpinned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06images\x18\x04 \x03(\t\x12\'\n\x04skus\x18\x05 \x03(\x0b\x32\x19.livecart.commerce.v1.Sku\x12\x30\n\x08shipping\x18\x06 \x01(\x0b\x32\x1e.livecart.commerce.v1.Shipping\x12.\n\x07returns\x18\x07 \x01(\x0b\x32\x1d.livecart.commerce.v1.Returns\x12&\n\x03\x66\x61q\x18\x08 \x03(\x0b\x32\x19.livecart.commerce.v1.Faq\"\xb9\x01\n\x03Sku\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprice_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05stock\x18\x04 \x01(\x05\x12=\n\nattributes\x18\x05 \x03(\x0b\x32).livecart.commerce.v1.Sku.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x08Shipping\x12\x12\n\nships_from\x18\x01 \x01(\t\x12\x10\n\x08min_days\x18\x02 \x01(\x05\x12\x10\n\x08max_days\x18\x03 \x01(\x05\x12\x11\n\tfee_minor\x18\x04 \x01(\x03\"@\n\x07Returns\x12\x13\n\x0bwindow_days\x18\x01 \x01(\x05\x12\x0c\n\x04\x66ree\x18\x02 \x01(\x08\x12\x12\n\nconditions\x18\x03 \x01(\t\"\'\n\x03\x46\x61q\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t2\xc2\x04\n\x0f\x43ommerceService\x12q\n\x10ReserveFlashSale\x12-.livecart.commerce.v1.ReserveFlashSaleRequest\x1a..livecart.commerce.v1.ReserveFlashSaleResponse\x12\x80\x01\n\x15ReserveFlashSaleBatch\x12\x32.livecart.commerce.v1.ReserveFlashSaleBatchRequest\x1a\x33.livecart.commerce.v1.ReserveFlashSaleBatchResponse\x12\x65\n\x0cGetFlashSale\x12).livecart.commerce.v1.GetFlashSaleRequest\x1a*.livecart.commerce.v1.GetFlashSaleResponse\x12_\n\nGetProduct\x12\'.livecart.commerce.v1.GetProductRequest\x1a(.livecart.commerce.v1.GetProductResponse\x12q\n\x10GetPinnedProduct\x12-.livecart.commerce.v1.GetPinnedProductRequest\x1a..livecart.commerce.v1.GetPinnedProductResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,32 +38,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVEFLASHSALEREQUEST']._serialized_end=193
   _globals['_RESERVEFLASHSALERESPONSE']._serialized_start=196
   _globals['_RESERVEFLASHSALERESPONSE']._serialized_end=350
-  _globals['_GETFLASHSALEREQUEST']._serialized_start=352
-  _globals['_GETFLASHSALEREQUEST']._serialized_end=396
-  _globals['_GETFLASHSALERESPONSE']._serialized_start=398
-  _globals['_GETFLASHSALERESPONSE']._serialized_end=473
-  _globals['_FLASHSALE']._serialized_start=476
-  _globals['_FLASHSALE']._serialized_end=739
-  _globals['_GETPRODUCTREQUEST']._serialized_start=741
-  _globals['_GETPRODUCTREQUEST']._serialized_end=780
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=782
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=850
-  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_start=852
-  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_end=894
-  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_start=897
-  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_end=1034
-  _globals['_PRODUCT']._serialized_start=1037
-  _globals['_PRODUCT']._serialized_end=1289
-  _globals['_SKU']._serialized_start=1292
-  _globals['_SKU']._serialized_end=1477
-  _globals['_SKU_ATTRIBUTESENTRY']._serialized_start=1428
-  _globals['_SKU_ATTRIBUTESENTRY']._serialized_end=1477
-  _globals['_SHIPPING']._serialized_start=1479
-  _globals['_SHIPPING']._serialized_end=1564
-  _globals['_RETURNS']._serialized_start=1566
-  _globals['_RETURNS']._serialized_end=1630
-  _globals['_FAQ']._serialized_start=1632
-  _globals['_FAQ']._serialized_end=1671
-  _globals['_COMMERCESERVICE']._serialized_start=1674
-  _globals['_COMMERCESERVICE']._serialized_end=2121
+  _globals['_RESERVEFLASHSALEBATCHREQUEST']._serialized_start=352
+  _globals['_RESERVEFLASHSALEBATCHREQUEST']._serialized_end=444
+  _globals['_BUYERRESERVATION']._serialized_start=446
+  _globals['_BUYERRESERVATION']._serialized_end=543
+  _globals['_RESERVEFLASHSALEBATCHRESPONSE']._serialized_start=545
+  _globals['_RESERVEFLASHSALEBATCHRESPONSE']._serialized_end=634
+  _globals['_RESERVATIONRESULT']._serialized_start=637
+  _globals['_RESERVATIONRESULT']._serialized_end=782
+  _globals['_REFUSAL']._serialized_start=784
+  _globals['_REFUSAL']._serialized_end=845
+  _globals['_GETFLASHSALEREQUEST']._serialized_start=847
+  _globals['_GETFLASHSALEREQUEST']._serialized_end=891
+  _globals['_GETFLASHSALERESPONSE']._serialized_start=893
+  _globals['_GETFLASHSALERESPONSE']._serialized_end=968
+  _globals['_FLASHSALE']._serialized_start=971
+  _globals['_FLASHSALE']._serialized_end=1234
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1236
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1275
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=1277
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=1345
+  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_start=1347
+  _globals['_GETPINNEDPRODUCTREQUEST']._serialized_end=1389
+  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_start=1392
+  _globals['_GETPINNEDPRODUCTRESPONSE']._serialized_end=1529
+  _globals['_PRODUCT']._serialized_start=1532
+  _globals['_PRODUCT']._serialized_end=1784
+  _globals['_SKU']._serialized_start=1787
+  _globals['_SKU']._serialized_end=1972
+  _globals['_SKU_ATTRIBUTESENTRY']._serialized_start=1923
+  _globals['_SKU_ATTRIBUTESENTRY']._serialized_end=1972
+  _globals['_SHIPPING']._serialized_start=1974
+  _globals['_SHIPPING']._serialized_end=2059
+  _globals['_RETURNS']._serialized_start=2061
+  _globals['_RETURNS']._serialized_end=2125
+  _globals['_FAQ']._serialized_start=2127
+  _globals['_FAQ']._serialized_end=2166
+  _globals['_COMMERCESERVICE']._serialized_start=2169
+  _globals['_COMMERCESERVICE']._serialized_end=2747
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,44 @@ class ReserveFlashSaleResponse(_message.Message):
     buyer_id: str
     def __init__(self, order_id: _Optional[str] = ..., unit_price_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., buyer_id: _Optional[str] = ...) -> None: ...
 
+class ReserveFlashSaleBatchRequest(_message.Message):
+    __slots__ = ("reservations",)
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    reservations: _containers.RepeatedCompositeFieldContainer[BuyerReservation]
+    def __init__(self, reservations: _Optional[_Iterable[_Union[BuyerReservation, _Mapping]]] = ...) -> None: ...
+
+class BuyerReservation(_message.Message):
+    __slots__ = ("token", "request")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    request: ReserveFlashSaleRequest
+    def __init__(self, token: _Optional[str] = ..., request: _Optional[_Union[ReserveFlashSaleRequest, _Mapping]] = ...) -> None: ...
+
+class ReserveFlashSaleBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReservationResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReservationResult, _Mapping]]] = ...) -> None: ...
+
+class ReservationResult(_message.Message):
+    __slots__ = ("order", "refusal")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    order: ReserveFlashSaleResponse
+    refusal: Refusal
+    def __init__(self, order: _Optional[_Union[ReserveFlashSaleResponse, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ...) -> None: ...
+
+class Refusal(_message.Message):
+    __slots__ = ("code", "message", "http_status")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    http_status: int
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., http_status: _Optional[int] = ...) -> None: ...
+
 class GetFlashSaleRequest(_message.Message):
     __slots__ = ("flash_sale_id",)
     FLASH_SALE_ID_FIELD_NUMBER: _ClassVar[int]

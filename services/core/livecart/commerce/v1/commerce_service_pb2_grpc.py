@@ -47,6 +47,11 @@ class CommerceServiceStub:
                 request_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleRequest.SerializeToString,
                 response_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleResponse.FromString,
                 _registered_method=True)
+        self.ReserveFlashSaleBatch = channel.unary_unary(
+                '/livecart.commerce.v1.CommerceService/ReserveFlashSaleBatch',
+                request_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleBatchRequest.SerializeToString,
+                response_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleBatchResponse.FromString,
+                _registered_method=True)
         self.GetFlashSale = channel.unary_unary(
                 '/livecart.commerce.v1.CommerceService/GetFlashSale',
                 request_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.GetFlashSaleRequest.SerializeToString,
@@ -83,6 +88,17 @@ class CommerceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveFlashSaleBatch(self, request, context):
+        """Reserve for many buyers in one call: how an edge that holds the viewers'
+        connections (chat) forwards the buy button of a crowd. Each reservation
+        carries its buyer's own token and is checked as ReserveFlashSale checks
+        it, so the call needs no token of its own; each gets its own result, in
+        order. INVALID_ARGUMENT only for a batch of more than 512.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFlashSale(self, request, context):
         """A flash sale and the units it has left.
         """
@@ -111,6 +127,11 @@ def add_CommerceServiceServicer_to_server(servicer, server):
                     servicer.ReserveFlashSale,
                     request_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleRequest.FromString,
                     response_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleResponse.SerializeToString,
+            ),
+            'ReserveFlashSaleBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveFlashSaleBatch,
+                    request_deserializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleBatchRequest.FromString,
+                    response_serializer=livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleBatchResponse.SerializeToString,
             ),
             'GetFlashSale': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFlashSale,
@@ -163,6 +184,33 @@ class CommerceService:
             '/livecart.commerce.v1.CommerceService/ReserveFlashSale',
             livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleRequest.SerializeToString,
             livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveFlashSaleBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecart.commerce.v1.CommerceService/ReserveFlashSaleBatch',
+            livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleBatchRequest.SerializeToString,
+            livecart_dot_commerce_dot_v1_dot_commerce__service__pb2.ReserveFlashSaleBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
