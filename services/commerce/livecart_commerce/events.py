@@ -24,12 +24,18 @@ def new_ids(count: int) -> list[uuid.UUID]:
 
 
 def event(
-    tenant: str, occurred_at: datetime, event_id: uuid.UUID | None = None, **change: Any
+    tenant: str,
+    occurred_at: datetime | Timestamp,
+    event_id: uuid.UUID | None = None,
+    **change: Any,
 ) -> CommerceEvent:
     """A new event (with ``event_id``, or a fresh one); ``change`` is one field of the
-    ``change`` oneof."""
-    stamp = Timestamp()
-    stamp.FromDatetime(occurred_at)
+    ``change`` oneof. A batch of events of one moment passes its Timestamp, built once."""
+    if isinstance(occurred_at, datetime):
+        stamp = Timestamp()
+        stamp.FromDatetime(occurred_at)
+    else:
+        stamp = occurred_at
     return CommerceEvent(
         event_id=str(event_id or uuid.uuid4()), tenant_id=tenant, occurred_at=stamp, **change
     )

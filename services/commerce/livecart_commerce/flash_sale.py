@@ -383,8 +383,10 @@ class FlashSaleEngine:
                 for order_id, r in orders
             ],
         )  # fmt: skip
-        expires = Timestamp()
+        # What every order of the batch shares is built once, outside the loop.
+        expires, now = Timestamp(), Timestamp()
         expires.FromDatetime(expires_at)
+        now.FromDatetime(sale["now"])
         sku_text = str(sku)
         sale_text = str(sale_id)
         await append(
@@ -392,7 +394,7 @@ class FlashSaleEngine:
             [
                 event(
                     tenant,
-                    sale["now"],
+                    now,
                     event_id,
                     order_reserved=OrderReserved(
                         order_id=str(order_id),

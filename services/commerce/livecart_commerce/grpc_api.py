@@ -7,6 +7,7 @@ the runtime's server interceptor.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -58,14 +59,24 @@ def _reservation(caller: Principal, request: pb.ReserveFlashSaleRequest) -> Rese
     )
 
 
-def _reserved(request: ReserveRequest, result: ReserveResult) -> pb.ReserveFlashSaleResponse:
-    """The answer for a reservation's result, or its typed refusal raised."""
+def _reserved(
+    request: ReserveRequest,
+    result: ReserveResult,
+    stamps: dict[datetime, Timestamp] | None = None,
+) -> pb.ReserveFlashSaleResponse:
+    """The answer for a reservation's result, or its typed refusal raised. ``stamps`` keeps
+    the Timestamps made so far (a batch's orders mostly share one payment deadline)."""
     order = reserved_or_refused(result, request.flash_sale_id)
+    stamp = None if stamps is None else stamps.get(order.expires_at)
+    if stamp is None:
+        stamp = _timestamp(order.expires_at)
+        if stamps is not None:
+            stamps[order.expires_at] = stamp
     return pb.ReserveFlashSaleResponse(
         order_id=str(order.id),
         unit_price_minor=order.unit_price_minor,
         currency=order.currency,
-        expires_at=_timestamp(order.expires_at),
+        expires_at=stamp,
         buyer_id=order.buyer_id,
     )
 
@@ -108,6 +119,7 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
             except ServiceError as refused:
                 results.append(_refusal(refused))
         settled = await self.engine.reserve_many([r for _, r in accepted])
+        stamps: dict[datetime, Timestamp] = {}
         for (at, reservation), outcome in zip(accepted, settled, strict=True):
             if isinstance(outcome, BaseException):
                 if not is_transient(outcome):
@@ -115,7 +127,7 @@ class CommerceServicer(pb_grpc.CommerceServiceServicer):
                 results[at] = _refusal(Unavailable("commerce cannot reach its database; retry"))
                 continue
             try:
-                results[at] = pb.ReservationResult(order=_reserved(reservation, outcome))
+                results[at] = pb.ReservationResult(order=_reserved(reservation, outcome, stamps))
             except ServiceError as refused:
                 results[at] = _refusal(refused)
         return pb.ReserveFlashSaleBatchResponse(results=results)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import time
@@ -133,12 +132,13 @@ class TokenAuthority:
         payload, _, signature = rest.partition(".")
         if header != self._header or not payload or "." in signature:
             return None
-        mac = hmac.new(self._mac_key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._mac_key, f"{header}.{payload}".encode(), "sha256")
         if not hmac.compare_digest(base64.urlsafe_b64encode(mac).rstrip(b"="), signature.encode()):
             return None
         try:
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (binascii.Error, ValueError):
+            text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+            claims = json.loads(text)  # from str: json skips guessing the bytes' encoding
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
             return None
         if not isinstance(claims, dict) or not claims.keys() <= _ISSUED_CLAIMS:
             return None

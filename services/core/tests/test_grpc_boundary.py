@@ -7,11 +7,20 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livecart.commerce.v1 import commerce_service_pb2 as commerce_pb
 from livecart_core.auth import TokenAuthority, grpc_principal
 from livecart_core.health import Readiness
-from livecart_core.rpc import bind_grpc, create_channel, create_grpc_server
+from livecart_core.rpc import (
+    _checked,
+    _Refused,
+    bind_grpc,
+    create_channel,
+    create_grpc_server,
+    message_problem,
+)
 
 SECRET = "a-test-secret-that-is-long-enough-000"
 METHOD = "/livecart.testing.Boundary/Check"
@@ -84,3 +93,35 @@ async def test_credentials_that_are_not_text_are_unauthenticated(
     token = TokenAuthority(SECRET).issue("t1", "u1", ["play"])
     as_bin = (("authorization-bin", f"Bearer {token}".encode()),)
     assert await status_of(channel, body, metadata=as_bin) == grpc.StatusCode.OK
+
+
+_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.builds(
+        commerce_pb.ReserveFlashSaleBatchRequest,
+        reservations=st.lists(
+            st.builds(
+                commerce_pb.BuyerReservation,
+                token=_TEXT,
+                request=st.builds(
+                    commerce_pb.ReserveFlashSaleRequest,
+                    flash_sale_id=_TEXT,
+                    quantity=st.integers(-(2**31), 2**31 - 1),
+                    idempotency_key=_TEXT,
+                ),
+            ),
+            max_size=4,
+        ),
+    )
+)
+def test_the_checked_parser_refuses_exactly_what_the_walk_finds(
+    message: commerce_pb.ReserveFlashSaleBatchRequest,
+) -> None:
+    """The parser skips the walk for bytes without 0x00: never for a message that holds NUL."""
+    parse = _checked(commerce_pb.ReserveFlashSaleBatchRequest.FromString)
+    assert parse is not None
+    parsed = parse(message.SerializeToString())
+    assert isinstance(parsed, _Refused) == (message_problem(message) is not None)

@@ -24,6 +24,7 @@ from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import Message
 from opentelemetry import trace
@@ -68,6 +69,7 @@ class KafkaBus(EventBus):
         self.handler_attempts = handler_attempts
         self.connect_timeout_s = connect_timeout_s
         self._producer: AIOKafkaProducer | None = None
+        self._partitioner = DefaultPartitioner()  # what the producer uses: see _send_batches
         self._admin: AIOKafkaAdminClient | None = None
         self._known_topics: set[str] = set()
         self._topics_lock = asyncio.Lock()
@@ -165,20 +167,49 @@ class KafkaBus(EventBus):
         if unknown:
             await self.ensure_topics(unknown)
         with trace.use_span(publish_span(",".join(sorted(topics))), end_on_exit=True):
-            context = inject_headers()
-            # send() only queues (it waits when the buffer is full); the acks come per batch.
-            acks = [
-                await self._producer.send(
-                    e.topic,
-                    encode(e.value),
-                    key=e.key.encode("utf-8", KEY_ERRORS),
-                    headers=[*e.headers, *context],
-                )
-                for e in events
-            ]
-            await asyncio.gather(*acks)
+            await asyncio.gather(*await self._send_batches(events, inject_headers()))
         for name, count in topics.items():
             BUS_PUBLISHED.labels(self.backend, name).inc(count)
+
+    async def _send_batches(
+        self, events: Sequence[Outgoing], context: Sequence[tuple[str, bytes]]
+    ) -> list[asyncio.Future[object]]:
+        """Queue ``events`` as record batches, one per partition (more when one fills), and
+        return their delivery futures. ``send()`` per event costs ~20 us of Python (partitioner,
+        accumulator, a future each), most of what an outbox relay spends per event; a batch
+        costs that once. Partitions are chosen as ``send()`` would (the producer's partitioner
+        on the key), so an event's key keeps its partition whichever way it was published,
+        and batches of one partition are delivered in the order queued."""
+        assert self._producer is not None
+        producer = self._producer
+        by_partition: dict[tuple[str, int], list[Outgoing]] = {}
+        chosen: dict[tuple[str, str], int] = {}
+        partitions: dict[str, list[int]] = {}
+        for e in events:
+            partition = chosen.get((e.topic, e.key))
+            if partition is None:
+                if e.topic not in partitions:
+                    partitions[e.topic] = sorted(await producer.partitions_for(e.topic))
+                every = partitions[e.topic]
+                key = e.key.encode("utf-8", KEY_ERRORS)
+                partition = chosen[e.topic, e.key] = self._partitioner(key, every, every)
+            by_partition.setdefault((e.topic, partition), []).append(e)
+        sent: list[asyncio.Future[object]] = []
+        for (topic, partition), queued in by_partition.items():
+            batch = producer.create_batch()
+            for e in queued:
+                record = {
+                    "timestamp": None,
+                    "key": e.key.encode("utf-8", KEY_ERRORS),
+                    "value": encode(e.value),
+                    "headers": [*e.headers, *context],
+                }
+                if batch.append(**record) is None:  # full: send it, go on in a new one
+                    sent.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(**record)
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        return sent
 
     async def subscribe(
         self,
