@@ -21,6 +21,15 @@ the lean route leaves every request it is not sure of (here: a ``charset`` on th
 Content-Type). ``api_cpu_us_per_reservation`` is the service's CPU (from /proc, all threads)
 per reservation answered.
 
+``api_edge*`` is the path a viewer's buy button takes in the live room: over the chat WebSocket
+the viewer already holds, with chat nodes batching their viewers' reservations into
+``CommerceService.ReserveFlashSaleBatch`` (each reservation still carries and is checked with its
+buyer's own token). Each load process plays one chat node: 4 calls in flight, 64 reservations
+per call (``edge``) or 256, chat's largest batch (``edge_full``).
+``api_edge*_reservations_per_core_s`` is 10^6 / CPU µs per reservation: what one core of the
+service answers when Postgres, Kafka and the load do not share it, which a 2-core box cannot
+show directly.
+
 After every run the database is checked against the answers: one order per reservation and
 units sold never beyond the sale (``oversold`` counts the excess, so 0 is measured, not
 assumed).
@@ -411,9 +420,14 @@ async def run(
     }
 
 
-_LOADGENS = {"http": "http", "framework": "http", "grpc": "grpc", "edge": "edge"}
-# Reservations per ReserveFlashSaleBatch call from an edge, and calls in flight per edge.
-EDGE_BATCH, EDGE_IN_FLIGHT = 64, 4
+_LOADGENS = {
+    "http": "http", "framework": "http", "grpc": "grpc", "edge": "edge", "edge_full": "edge"
+}  # fmt: skip
+# Reservations per ReserveFlashSaleBatch call from an edge: a chat node's batches are as large
+# as the buyers waiting when a call goes out, up to 256 (livecart_chat.buying); "edge" is a
+# moderate crowd, "edge_full" a crowd that fills every batch. Calls in flight per edge: chat's.
+EDGE_BATCHES = {"edge": 64, "edge_full": 256}
+EDGE_IN_FLIGHT = 4
 _CONTENT_TYPES = {
     "http": "application/json",
     # A charset parameter is one of the things the lean route leaves to the declared route.
@@ -440,7 +454,8 @@ async def run_api(
 ) -> dict[str, float]:
     """Fresh commerce processes (``replicas`` of them, as behind a load balancer) with the engine
     in the given mode, driven by load processes over ``protocol`` (http, framework: the declared
-    FastAPI route over HTTP, or grpc); load process ``c`` talks to replica ``c % replicas``."""
+    FastAPI route over HTTP, grpc, or edge / edge_full: batches as chat nodes send them); load
+    process ``c`` talks to replica ``c % replicas``."""
     secret = secrets.token_urlsafe(32)
     env = {
         "LIVECART_DATABASE_URL": url,
@@ -456,7 +471,9 @@ async def run_api(
         pids = [s.process.pid for s in services if s.process is not None]
         sale = await create_sale_over_http(services[0].url, TokenAuthority(secret), buyers)
         share = buyers // clients
-        grpc_like = protocol in ("grpc", "edge")
+        grpc_like = protocol in ("grpc", *EDGE_BATCHES)
+        if protocol in EDGE_BATCHES:
+            in_flight = EDGE_IN_FLIGHT
         targets = [f"127.0.0.1:{s.grpc_port}" if grpc_like else s.url for s in services]
         went: list[tuple[float, float]] = []  # (wall, services' CPU) at go
         reports = await fan_out(
@@ -464,7 +481,7 @@ async def run_api(
                 [f"--loadgen-{_LOADGENS[protocol]}", targets[c % replicas],
                  sale, str(c * share), str(share), str(in_flight),
                  *([_CONTENT_TYPES[protocol]] if not grpc_like else []),
-                 *([str(EDGE_BATCH)] if protocol == "edge" else [])]
+                 *([str(EDGE_BATCHES[protocol])] if protocol in EDGE_BATCHES else [])]
                 for c in range(clients)
             ],
             env={**os.environ, "LIVECART_AUTH_SECRET": secret},
@@ -528,7 +545,8 @@ async def main(
                 )
                 for protocol, coalesce, n in (
                     ("http", True, 1), ("framework", True, 1), ("http", False, 1),
-                    ("grpc", True, 1), ("http", True, replicas),
+                    ("grpc", True, 1), ("edge", True, 1), ("edge_full", True, 1),
+                    ("http", True, replicas),
                 )
                 if "api" in layers
             }  # fmt: skip
@@ -585,6 +603,17 @@ def print_api(
     print(f"api_grpc_service_cpu_pct={grpc_flash['service_cpu_pct']:.0f} %")
     print(f"api_grpc_cpu_us_per_reservation={grpc_flash['cpu_us']:.0f} us")
     print(f"api_grpc_client_bound={'yes' if grpc_flash['client_bound'] else 'no'}")
+    for name, batch in EDGE_BATCHES.items():
+        edge = api[name, True, 1]
+        print(f"api_{name}_batch={batch} reservations per call x {EDGE_IN_FLIGHT} in flight")
+        print(f"api_{name}_reservations_per_s={edge['per_s']:.0f} reservations/s")
+        print(f"api_{name}_reserve_p50_ms={edge['p50']:.1f} ms")
+        print(f"api_{name}_reserve_p99_ms={edge['p99']:.1f} ms")
+        print(f"api_{name}_service_cpu_pct={edge['service_cpu_pct']:.0f} %")
+        print(f"api_{name}_cpu_us_per_reservation={edge['cpu_us']:.0f} us")
+        # What one core of the service would answer if nothing else (Postgres, Kafka, the load)
+        # shared it: the figure to hold against the goal on a box too small to host all three.
+        print(f"api_{name}_reservations_per_core_s={1e6 / edge['cpu_us']:.0f} reservations/s")
     print(f"api_replicas={replicas} service processes")
     print(f"api_reservations_per_s_replicas={scaled['per_s']:.0f} reservations/s")
     print(f"api_reserve_p99_ms_replicas={scaled['p99']:.1f} ms")

@@ -242,6 +242,9 @@ class FlashSaleEngine:
                     else self._replay(r, earlier) or ReserveResult(Outcome.SOLD_OUT)
                     for r in requests
                 ]
+            # Earlier orders are looked up before the sale's row lock, so the lookup overlaps
+            # the batch that holds it: the lock is held only for what must be serial.
+            earlier = await self._earlier_orders(conn, requests)
             sale = await conn.fetchrow(
                 "select s.tenant_id, s.sku_id, s.remaining, s.per_user_limit, s.sale_price_minor,"
                 " s.currency, s.starts_at, s.ends_at, now() as now,"
@@ -250,7 +253,6 @@ class FlashSaleEngine:
                 " where s.id = $1 for update of s",
                 sale_id,
             )
-            earlier = await self._earlier_orders(conn, requests)
             if sale is None:
                 return [
                     self._replay(r, earlier) or ReserveResult(Outcome.NOT_FOUND) for r in requests
@@ -265,6 +267,15 @@ class FlashSaleEngine:
                     list({r.user_id for r in requests}),
                 )
             }
+            # A buyer who bought may have bought with one of these keys in a batch that
+            # committed after the lookup above (a retry racing its original): look again, under
+            # the lock, for those alone, so a retry is answered with its order, never refused.
+            unsure = [
+                r for r in requests if r.user_id in bought and (r.user_id, r.idempotency_key)
+                not in earlier
+            ]  # fmt: skip
+            if unsure:
+                earlier.update(await self._earlier_orders(conn, unsure))
             remaining: int = sale["remaining"]
             window = sale["payment_timeout_s"]
             expires_at: datetime = sale["now"] + (
@@ -354,17 +365,17 @@ class FlashSaleEngine:
         orders: list[tuple[uuid.UUID, ReserveRequest]],
         expires_at: datetime,
     ) -> None:
-        await conn.execute(
-            "update flash_sales set remaining = $2 where id = $1", sale_id, remaining
-        )
         buyers = {r.user_id for _, r in orders}
+        # One statement, one round trip, for the stock and the buyers' counts.
         await conn.execute(
-            "insert into flash_sale_buyers (flash_sale_id, user_id, quantity)"
+            "with stock as (update flash_sales set remaining = $4 where id = $1)"
+            " insert into flash_sale_buyers (flash_sale_id, user_id, quantity)"
             " select $1, u, q from unnest($2::text[], $3::int[]) as t(u, q)"
             " on conflict (flash_sale_id, user_id) do update set quantity = excluded.quantity",
             sale_id,
             list(buyers),
             [bought[u] for u in buyers],
+            remaining,
         )
         # Binary COPY: the cheapest way into Postgres for a batch of new rows.
         tenant, sku, price, currency = (

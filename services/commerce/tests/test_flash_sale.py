@@ -127,6 +127,20 @@ async def test_a_sold_out_sale_is_not_found_for_another_tenant(commerce_db: Data
     assert taken.order is not None and taken.order.buyer_id == "ann"
 
 
+async def test_a_retry_racing_its_original_in_another_process_gets_the_order(
+    commerce_db: Database,
+) -> None:
+    """Two engines (two commerce processes) take the same press at once: one reserves, the other
+    waits for the sale's lock and must answer with that order, not ``limit_exceeded``."""
+    sale = await create_flash_sale(commerce_db.pool, quantity=10, per_user_limit=1)
+    engines = [FlashSaleEngine(commerce_db.pool) for _ in range(2)]
+    for attempt in range(5):
+        press = ReserveRequest("acme", sale, f"ann{attempt}", 1, f"press-{attempt}")
+        first, second = await asyncio.gather(*(e.reserve(press) for e in engines))
+        assert first.outcome is second.outcome is Outcome.RESERVED, (first, second)
+        assert first.order_id == second.order_id
+
+
 @pytest.mark.parametrize("coalesce", [True, False])
 async def test_concurrent_reservations_in_one_process(
     commerce_db: Database, coalesce: bool
