@@ -28,7 +28,10 @@ buyer's own token). Each load process plays one chat node: 4 calls in flight, 64
 per call (``edge``) or 256, chat's largest batch (``edge_full``).
 ``api_edge*_reservations_per_core_s`` is 10^6 / CPU µs per reservation: what one core of the
 service answers when Postgres, Kafka and the load do not share it, which a 2-core box cannot
-show directly.
+show directly. Those are closed loops (each edge keeps 4 calls out), so their latency is the
+work outstanding over the rate. ``api_edge_paced_<rate>_*`` is the latency a buyer sees in a
+crowd of a given size: buyers press buy at ``rate`` per second in all, evenly spread, at chat's
+own ``Checkout`` (which batches what waits while its calls are out), timed from each press.
 
 After every run the database is checked against the answers: one order per reservation and
 units sold never beyond the sale (``oversold`` counts the excess, so 0 is measured, not
@@ -63,9 +66,12 @@ import asyncpg
 import grpc
 import httpx
 import uvloop
+from prometheus_client import REGISTRY
 
 from livecart.commerce.v1 import commerce_service_pb2 as pb
 from livecart.commerce.v1 import commerce_service_pb2_grpc as pb_grpc
+from livecart_chat.buying import Checkout
+from livecart_chat.protocol import Refused, Reserve
 from livecart_commerce.app import SERVICE
 from livecart_commerce.flash_sale import FlashSaleEngine, Outcome, ReserveRequest
 from livecart_core.auth import TokenAuthority
@@ -300,6 +306,51 @@ async def edge_load_generator(
     print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
 
 
+async def paced_edge_load_generator(
+    target: str, sale: str, first: int, count: int, rate: float
+) -> None:
+    """One chat node's checkout (``livecart_chat.buying.Checkout``, as chat runs it: up to 4
+    calls in flight, each batch what waited when a call went out) fed by buyers who press buy
+    at ``rate`` per second, evenly spread. Open loop: arrivals do not wait for answers, so a
+    service that falls behind shows as latency, measured from each buyer's scheduled press."""
+    authority = TokenAuthority(os.environ["LIVECART_AUTH_SECRET"])
+    tokens = [
+        authority.issue(TENANT, f"u{i}", ["commerce:buy"]) for i in range(first, first + count)
+    ]
+    checkout = Checkout(target, timeout_s=30)
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+
+    async def press(i: int, at: float) -> None:
+        try:
+            await checkout.reserve(tokens[i], Reserve(sale, 1, f"{sale}-{first + i}"))
+            statuses["201"] += 1
+        except Refused as refused:
+            statuses[refused.code] += 1
+        latencies.append((time.perf_counter() - at) * 1000)
+
+    try:
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        start, cpu = time.time(), time.process_time()
+        began, pressed, presses = time.perf_counter(), 0, []
+        while pressed < count:
+            due = min(count, int((time.perf_counter() - began) * rate) + 1)
+            presses += [
+                asyncio.create_task(press(i, began + i / rate)) for i in range(pressed, due)
+            ]
+            pressed = due
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*presses)
+        cpu, end = time.process_time() - cpu, time.time()
+    finally:
+        await checkout.close()
+    calls = REGISTRY.get_sample_value("livecart_chat_reservation_batch_size_count") or 1
+    batch = (REGISTRY.get_sample_value("livecart_chat_reservation_batch_size_sum") or 0) / calls
+    report = {"start": start, "end": end, "cpu_s": cpu, "retried": 0, "batch": batch}
+    print(json.dumps({**report, "statuses": statuses, "latencies": latencies}))
+
+
 async def fan_out(
     commands: list[list[str]],
     env: dict[str, str] | None = None,
@@ -421,13 +472,17 @@ async def run(
 
 
 _LOADGENS = {
-    "http": "http", "framework": "http", "grpc": "grpc", "edge": "edge", "edge_full": "edge"
+    "http": "http", "framework": "http", "grpc": "grpc", "edge": "edge", "edge_full": "edge",
+    "edge_paced": "edge-paced",
 }  # fmt: skip
 # Reservations per ReserveFlashSaleBatch call from an edge: a chat node's batches are as large
 # as the buyers waiting when a call goes out, up to 256 (livecart_chat.buying); "edge" is a
 # moderate crowd, "edge_full" a crowd that fills every batch. Calls in flight per edge: chat's.
 EDGE_BATCHES = {"edge": 64, "edge_full": 256}
 EDGE_IN_FLIGHT = 4
+# Buyers per second (all chat nodes together) pressing buy at chat's own checkout: the latency a
+# buyer sees at a given crowd, where the closed loops above show what the service can take.
+PACED_RATES = (1_000, 3_000, 5_000)
 _CONTENT_TYPES = {
     "http": "application/json",
     # A charset parameter is one of the things the lean route leaves to the declared route.
@@ -451,11 +506,13 @@ async def run_api(
     coalesce: bool,
     protocol: str = "http",
     replicas: int = 1,
+    rate: float = 0.0,
 ) -> dict[str, float]:
     """Fresh commerce processes (``replicas`` of them, as behind a load balancer) with the engine
     in the given mode, driven by load processes over ``protocol`` (http, framework: the declared
-    FastAPI route over HTTP, grpc, or edge / edge_full: batches as chat nodes send them); load
-    process ``c`` talks to replica ``c % replicas``."""
+    FastAPI route over HTTP, grpc, edge / edge_full: batches as chat nodes send them, or
+    edge_paced: chat's own checkout fed ``rate`` buyers per second in all); load process ``c``
+    talks to replica ``c % replicas``."""
     secret = secrets.token_urlsafe(32)
     env = {
         "LIVECART_DATABASE_URL": url,
@@ -471,7 +528,7 @@ async def run_api(
         pids = [s.process.pid for s in services if s.process is not None]
         sale = await create_sale_over_http(services[0].url, TokenAuthority(secret), buyers)
         share = buyers // clients
-        grpc_like = protocol in ("grpc", *EDGE_BATCHES)
+        grpc_like = protocol in ("grpc", "edge_paced", *EDGE_BATCHES)
         if protocol in EDGE_BATCHES:
             in_flight = EDGE_IN_FLIGHT
         targets = [f"127.0.0.1:{s.grpc_port}" if grpc_like else s.url for s in services]
@@ -479,7 +536,8 @@ async def run_api(
         reports = await fan_out(
             [
                 [f"--loadgen-{_LOADGENS[protocol]}", targets[c % replicas],
-                 sale, str(c * share), str(share), str(in_flight),
+                 sale, str(c * share), str(share),
+                 *([str(rate / clients)] if protocol == "edge_paced" else [str(in_flight)]),
                  *([_CONTENT_TYPES[protocol]] if not grpc_like else []),
                  *([str(EDGE_BATCHES[protocol])] if protocol in EDGE_BATCHES else [])]
                 for c in range(clients)
@@ -511,6 +569,7 @@ async def run_api(
         "cpu_us": service_cpu / reserved * 1e6,
         "client_bound": all(pct > 90 for pct in client_pcts),
         "retried": retried,
+        "batch": statistics.mean(r.get("batch", 0) for r in reports),
         "oversold": await oversold(db, sale, buyers, reserved),
     }
 
@@ -550,11 +609,27 @@ async def main(
                 )
                 if "api" in layers
             }  # fmt: skip
+            paced = {
+                rate: await run_api(
+                    db, postgres.url, broker.bootstrap, buyers, clients, in_flight, True,
+                    "edge_paced", 1, rate,
+                )
+                for rate in (PACED_RATES if "api" in layers else ())
+            }  # fmt: skip
     print(f"buyers={buyers} buyers")
     if results:
         print_engine(results)
     if api:
         print_api(api, clients, in_flight, replicas)
+    for rate, edge in paced.items():
+        print(f"api_edge_paced_{rate}_reservations_per_s={edge['per_s']:.0f} reservations/s")
+        print(f"api_edge_paced_{rate}_reserve_p50_ms={edge['p50']:.1f} ms")
+        print(f"api_edge_paced_{rate}_reserve_p99_ms={edge['p99']:.1f} ms")
+        print(f"api_edge_paced_{rate}_batch_mean={edge['batch']:.1f} reservations per call")
+        print(f"api_edge_paced_{rate}_service_cpu_pct={edge['service_cpu_pct']:.0f} %")
+        print(f"api_edge_paced_{rate}_cpu_us_per_reservation={edge['cpu_us']:.0f} us")
+    if paced:
+        print(f"api_edge_paced_oversold={sum(int(r['oversold']) for r in paced.values())} units")
 
 
 def print_engine(results: dict[tuple[bool, int], dict[str, float]]) -> None:
@@ -638,6 +713,9 @@ if __name__ == "__main__":
         asyncio.run(
             edge_load_generator(target, sale, int(first), int(count), int(in_flight), int(batch))
         )
+    elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-edge-paced":
+        target, sale, first, count, rate = sys.argv[2:7]
+        asyncio.run(paced_edge_load_generator(target, sale, int(first), int(count), float(rate)))
     elif len(sys.argv) > 1 and sys.argv[1] == "--loadgen-grpc":
         target, sale, first, count, in_flight = sys.argv[2:7]
         asyncio.run(grpc_load_generator(target, sale, int(first), int(count), int(in_flight)))
