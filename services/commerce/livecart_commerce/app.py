@@ -23,13 +23,15 @@ from livecart_core.service import Service, ServiceDefinition
 
 
 async def setup(service: Service) -> None:
-    """The REST API, and the background work every commerce process runs: the outbox relay,
-    the expiry sweep, the lottery drawer and lottery entry from chat."""
+    """The REST API, and the background work every commerce process runs: the outbox relay
+    and its pruning, the expiry sweep, the lottery drawer and lottery entry from chat."""
     assert service.database is not None
     settings = service.settings
     assert isinstance(settings, CommerceSettings)
     pool = service.database.pool
-    relay = OutboxRelay(pool, service.bus, idle_s=settings.outbox_idle_s)
+    relay = OutboxRelay(
+        pool, service.bus, idle_s=settings.outbox_idle_s, retention_s=settings.outbox_retention_s
+    )
     sweeper = ExpirySweeper(pool, interval_s=settings.expiry_interval_s)
     engine = FlashSaleEngine(
         pool,
@@ -59,6 +61,7 @@ async def setup(service: Service) -> None:
     service.http_app.include_router(red_packet_routes(pool, service.tokens))
     service.http_app.include_router(lottery_routes(pool, service.tokens))
     service.repeat_in_background("outbox-relay", relay.round, idle_s=relay.idle_s)
+    service.repeat_in_background("outbox-prune", relay.prune_round, idle_s=relay.prune_interval_s)
     service.repeat_in_background("expiry-sweep", sweeper.round, idle_s=sweeper.interval_s)
     drawer = LotteryDrawer(pool, delay_s=settings.lottery_draw_delay_s)
     service.repeat_in_background("lottery-drawer", drawer.round, idle_s=drawer.interval_s)

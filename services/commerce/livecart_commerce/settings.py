@@ -21,6 +21,9 @@ class CommerceSettings(ServiceSettings):
         default=None, description="signs provider webhooks; derived from the auth secret if unset"
     )
     outbox_idle_s: float = Field(default=0.05, gt=0, description="relay pause when nothing is new")
+    outbox_retention_s: float = Field(
+        default=3600.0, gt=0, description="published outbox rows are deleted after"
+    )
     lottery_draw_delay_s: float = Field(
         default=2.0,
         ge=0,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from livecart.events.v1.commerce_pb2 import CommerceEvent
 from livecart_commerce.events import TOPIC
@@ -75,3 +77,34 @@ async def test_three_relays_publish_each_event_once(
     finally:
         await subscription.stop()
         await bus.stop()
+
+
+async def test_pruning_deletes_only_rows_published_before_the_retention(
+    commerce_db: Database,
+) -> None:
+    pool = commerce_db.pool
+    topic = f"test.prune-{uuid.uuid4()}"  # this test's rows, beside other tests' events
+    async with pool.acquire() as conn:
+        ids = {
+            age: await conn.fetchval(
+                "insert into outbox (event_id, topic, key, payload, published_at)"
+                " values ($1, $2, 'acme', '\\x00', $3) returning id",
+                uuid.uuid4(),
+                topic,
+                published_at,
+            )
+            for age, published_at in (
+                ("old", datetime.now(UTC) - timedelta(hours=2)),
+                ("recent", datetime.now(UTC) - timedelta(minutes=5)),
+                ("unpublished", None),
+            )
+        }
+    relay = OutboxRelay(pool, KafkaBus("127.0.0.1:1"), retention_s=3600, prune_batch=1000)
+    assert await relay.prune_once() >= 1
+    async with pool.acquire() as conn:
+        left = {
+            row["id"] for row in await conn.fetch("select id from outbox where topic = $1", topic)
+        }
+    assert left == {ids["recent"], ids["unpublished"]}
+    assert await relay.prune_once() == 0  # nothing old is left: the round rests
+    assert await relay.prune_round() is False
