@@ -3,15 +3,17 @@
 Postgres is the source of truth: a sale's ``remaining`` counter lives in its row, and a
 reservation changes it only while holding that row's lock. What makes it fast is *group
 commit*: concurrent reservations for one sale are collected for a few milliseconds and settled
-together in one transaction — one row lock, one counter update, one multi-row insert of orders
-and outbox events — instead of one ``SELECT … FOR UPDATE`` transaction per order. Processes
+together in one transaction — one row lock, then one statement for the counter, the buyers, the
+orders and their outbox events — instead of one ``SELECT … FOR UPDATE`` transaction per order. Processes
 settle their batches one after another on the row lock, so the invariant ``remaining >= 0`` and
 the per-user limit hold across all of them.
 
 One process keeps up to ``pipeline`` batches of a sale in flight: while one transaction holds
 the row lock, the next has its connection and waits on the lock, and the process goes on
 collecting the batch after that. They are as safe as batches from two processes: each reads the
-earlier orders and buyers only once it holds the lock, so it sees what the one before committed.
+buyers' counts only once it holds the lock, so it sees what the one before committed. Earlier
+orders (for idempotency keys) are looked up before the lock, and again under it for the buyers
+who already bought: a retry that raced its original is answered with the order, never refused.
 
 With ``coalesce=False`` every reservation is its own row-lock transaction: the naive design,
 kept because the benchmark measures the two side by side.

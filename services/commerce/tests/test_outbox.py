@@ -88,15 +88,16 @@ async def test_pruning_deletes_only_rows_published_before_the_retention(
         ids = {
             age: await conn.fetchval(
                 "insert into outbox (event_id, topic, key, payload, published_at)"
-                " values ($1, $2, 'acme', '\\x00', $3) returning id",
-                uuid.uuid4(),
+                " values ($1, $2, 'acme', $3, $4) returning id",
+                event_id,
                 topic,
+                CommerceEvent(event_id=str(event_id), tenant_id="acme").SerializeToString(),
                 published_at,
             )
-            for age, published_at in (
-                ("old", datetime.now(UTC) - timedelta(hours=2)),
-                ("recent", datetime.now(UTC) - timedelta(minutes=5)),
-                ("unpublished", None),
+            for age, published_at, event_id in (
+                ("old", datetime.now(UTC) - timedelta(hours=2), uuid.uuid4()),
+                ("recent", datetime.now(UTC) - timedelta(minutes=5), uuid.uuid4()),
+                ("unpublished", None, uuid.uuid4()),
             )
         }
     relay = OutboxRelay(pool, KafkaBus("127.0.0.1:1"), retention_s=3600, prune_batch=1000)
