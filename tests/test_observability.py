@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from livecart_chat import metrics as chat_metrics  # noqa: F401  # registers the families
+from livecart_commerce import flash_sale as commerce_flash_sale  # noqa: F401
 from livecart_core import metrics as livecart_metrics  # noqa: F401
 from livecart_core.localinfra.kafka import KafkaBroker
 from livecart_core.localinfra.postgres import EmbeddedPostgres
@@ -60,7 +61,7 @@ def test_every_metric_and_label_queried_is_exported(
         "LIVECART_MIGRATE_ON_START": "true",
     }
     exported: set[str] = set()
-    for module in ("livecart_relay", "livecart_chat"):  # the runtime's metrics, and chat's own
+    for module in ("livecart_relay", "livecart_chat", "livecart_commerce"):  # runtime + own
         with ServiceProcess(module, env) as s:
             httpx.get(f"{s.url}/docs", timeout=5)
             text = httpx.get(f"{s.url}/metrics").text

@@ -3,10 +3,10 @@
 Postgres is the source of truth: a sale's ``remaining`` counter lives in its row, and a
 reservation changes it only while holding that row's lock. What makes it fast is *group
 commit*: concurrent reservations for one sale are collected for a few milliseconds and settled
-together in one transaction — one row lock, then one statement for the counter, the buyers, the
-orders and their outbox events — instead of one ``SELECT … FOR UPDATE`` transaction per order. Processes
-settle their batches one after another on the row lock, so the invariant ``remaining >= 0`` and
-the per-user limit hold across all of them.
+together in one transaction — one row lock, then one statement for the counter, the buyers,
+the orders and their outbox events — instead of one ``SELECT … FOR UPDATE`` transaction per
+order. Processes settle their batches one after another on the row lock, so the invariant
+``remaining >= 0`` and the per-user limit hold across all of them.
 
 One process keeps up to ``pipeline`` batches of a sale in flight: while one transaction holds
 the row lock, the next has its connection and waits on the lock, and the process goes on
@@ -31,12 +31,30 @@ from enum import StrEnum
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Histogram
 
 from livecart.events.v1.commerce_pb2 import OrderLine, OrderReserved
 from livecart_commerce.events import TOPIC, event, new_ids
 
 # The most units one reservation asks for (REST and gRPC refuse more).
 MAX_UNITS_PER_RESERVATION = 100
+
+_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_SIZE = Histogram(
+    "livecart_flash_sale_batch_size",
+    "Reservations settled together in one flash-sale transaction",
+    buckets=(1, 4, 16, 64, 256, 1024, 4096),
+)
+LOCK_WAIT = Histogram(
+    "livecart_flash_sale_lock_wait_seconds",
+    "How long a batch waited for its sale's row lock (held by the sale's other batches)",
+    buckets=_SECONDS,
+)
+LOCK_HELD = Histogram(
+    "livecart_flash_sale_lock_held_seconds",
+    "How long a batch held its sale's row lock, to its commit: the part of a sale that is serial",
+    buckets=_SECONDS,
+)
 
 # A settled batch's writes: the sale's stock, its buyers' counts, the new orders and their
 # events for the outbox (keyed by tenant, as events.append writes them).
@@ -250,94 +268,113 @@ class FlashSaleEngine:
     async def _settle_batch(
         self, sale_id: uuid.UUID, requests: list[ReserveRequest]
     ) -> list[ReserveResult]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            owner, until = self._sold_out_until.get(sale_id, ("", 0.0))
-            if until > time.monotonic():
-                earlier = await self._earlier_orders(conn, requests)
-                return [
-                    ReserveResult(Outcome.NOT_FOUND)
-                    if r.tenant_id != owner
-                    else self._replay(r, earlier) or ReserveResult(Outcome.SOLD_OUT)
-                    for r in requests
-                ]
-            # Earlier orders are looked up before the sale's row lock, so the lookup overlaps
-            # the batch that holds it: the lock is held only for what must be serial.
+        BATCH_SIZE.observe(len(requests))
+        locked: list[float] = []  # when the sale's row lock was granted, if it was
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    return await self._settle_in(conn, sale_id, requests, locked)
+            finally:
+                if locked:  # to the commit (or rollback) that let it go
+                    LOCK_HELD.observe(time.perf_counter() - locked[0])
+
+    async def _settle_in(
+        self,
+        conn: asyncpg.Connection,
+        sale_id: uuid.UUID,
+        requests: list[ReserveRequest],
+        locked: list[float],
+    ) -> list[ReserveResult]:
+        """Settle a batch in ``conn``'s transaction; appends to ``locked`` when it holds the
+        sale's row lock."""
+        owner, until = self._sold_out_until.get(sale_id, ("", 0.0))
+        if until > time.monotonic():
             earlier = await self._earlier_orders(conn, requests)
-            sale = await conn.fetchrow(
-                "select s.tenant_id, s.sku_id, s.remaining, s.per_user_limit, s.sale_price_minor,"
-                " s.currency, s.starts_at, s.ends_at, now() as now,"
-                " coalesce(s.payment_timeout_s, t.payment_timeout_s) as payment_timeout_s"
-                " from flash_sales s left join tenant_settings t on t.tenant_id = s.tenant_id"
-                " where s.id = $1 for update of s",
+            return [
+                ReserveResult(Outcome.NOT_FOUND)
+                if r.tenant_id != owner
+                else self._replay(r, earlier) or ReserveResult(Outcome.SOLD_OUT)
+                for r in requests
+            ]
+        # Earlier orders are looked up before the sale's row lock, so the lookup overlaps
+        # the batch that holds it: the lock is held only for what must be serial.
+        earlier = await self._earlier_orders(conn, requests)
+        asked = time.perf_counter()
+        sale = await conn.fetchrow(
+            "select s.tenant_id, s.sku_id, s.remaining, s.per_user_limit, s.sale_price_minor,"
+            " s.currency, s.starts_at, s.ends_at, now() as now,"
+            " coalesce(s.payment_timeout_s, t.payment_timeout_s) as payment_timeout_s"
+            " from flash_sales s left join tenant_settings t on t.tenant_id = s.tenant_id"
+            " where s.id = $1 for update of s",
+            sale_id,
+        )
+        locked.append(time.perf_counter())
+        LOCK_WAIT.observe(locked[0] - asked)
+        if sale is None:
+            return [self._replay(r, earlier) or ReserveResult(Outcome.NOT_FOUND) for r in requests]
+        active = sale["starts_at"] <= sale["now"] < sale["ends_at"]
+        bought: dict[str, int] = {
+            row["user_id"]: row["quantity"]
+            for row in await conn.fetch(
+                "select user_id, quantity from flash_sale_buyers"
+                " where flash_sale_id = $1 and user_id = any($2::text[])",
                 sale_id,
+                list({r.user_id for r in requests}),
             )
-            if sale is None:
-                return [
-                    self._replay(r, earlier) or ReserveResult(Outcome.NOT_FOUND) for r in requests
-                ]
-            active = sale["starts_at"] <= sale["now"] < sale["ends_at"]
-            bought: dict[str, int] = {
-                row["user_id"]: row["quantity"]
-                for row in await conn.fetch(
-                    "select user_id, quantity from flash_sale_buyers"
-                    " where flash_sale_id = $1 and user_id = any($2::text[])",
-                    sale_id,
-                    list({r.user_id for r in requests}),
-                )
-            }
-            # A buyer who bought may have bought with one of these keys in a batch that
-            # committed after the lookup above (a retry racing its original): look again, under
-            # the lock, for those alone, so a retry is answered with its order, never refused.
-            unsure = [
-                r for r in requests if r.user_id in bought and (r.user_id, r.idempotency_key)
-                not in earlier
-            ]  # fmt: skip
-            if unsure:
-                earlier.update(await self._earlier_orders(conn, unsure))
-            remaining: int = sale["remaining"]
-            window = sale["payment_timeout_s"]
-            expires_at: datetime = sale["now"] + (
-                self.payment_timeout if window is None else timedelta(seconds=window)
+        }
+        # A buyer who bought may have bought with one of these keys in a batch that
+        # committed after the lookup above (a retry racing its original): look again, under
+        # the lock, for those alone, so a retry is answered with its order, never refused.
+        unsure = [
+            r for r in requests if r.user_id in bought and (r.user_id, r.idempotency_key)
+            not in earlier
+        ]  # fmt: skip
+        if unsure:
+            earlier.update(await self._earlier_orders(conn, unsure))
+        remaining: int = sale["remaining"]
+        window = sale["payment_timeout_s"]
+        expires_at: datetime = sale["now"] + (
+            self.payment_timeout if window is None else timedelta(seconds=window)
+        )
+        results: list[ReserveResult] = []
+        granted: dict[tuple[str, str], ReserveResult] = {}
+        new_orders: list[tuple[uuid.UUID, ReserveRequest]] = []
+        order_ids = iter(new_ids(len(requests)))
+        for r in requests:
+            replay = self._replay(r, earlier) or granted.get((r.user_id, r.idempotency_key))
+            if r.tenant_id != sale["tenant_id"]:
+                results.append(ReserveResult(Outcome.NOT_FOUND))  # another tenant's sale
+            elif replay is not None:
+                results.append(replay)
+            elif not active:
+                results.append(ReserveResult(Outcome.NOT_ACTIVE))
+            elif bought.get(r.user_id, 0) + r.quantity > sale["per_user_limit"]:
+                results.append(ReserveResult(Outcome.LIMIT_EXCEEDED))
+            elif r.quantity > remaining:
+                results.append(ReserveResult(Outcome.SOLD_OUT))
+            else:
+                remaining -= r.quantity
+                bought[r.user_id] = bought.get(r.user_id, 0) + r.quantity
+                order_id = next(order_ids)
+                new_orders.append((order_id, r))
+                result = ReserveResult(
+                    Outcome.RESERVED,
+                    ReservedOrder(
+                        order_id, "reserved", sale["sku_id"], sale_id, r.quantity,
+                        sale["sale_price_minor"], sale["currency"], sale["now"], expires_at,
+                        r.user_id,
+                    ),
+                )  # fmt: skip
+                granted[(r.user_id, r.idempotency_key)] = result
+                results.append(result)
+        if new_orders:
+            await self._write(conn, sale_id, sale, remaining, bought, new_orders, expires_at)
+        if remaining == 0:
+            self._sold_out_until[sale_id] = (
+                sale["tenant_id"],
+                time.monotonic() + self.sold_out_recheck_s,
             )
-            results: list[ReserveResult] = []
-            granted: dict[tuple[str, str], ReserveResult] = {}
-            new_orders: list[tuple[uuid.UUID, ReserveRequest]] = []
-            order_ids = iter(new_ids(len(requests)))
-            for r in requests:
-                replay = self._replay(r, earlier) or granted.get((r.user_id, r.idempotency_key))
-                if r.tenant_id != sale["tenant_id"]:
-                    results.append(ReserveResult(Outcome.NOT_FOUND))  # another tenant's sale
-                elif replay is not None:
-                    results.append(replay)
-                elif not active:
-                    results.append(ReserveResult(Outcome.NOT_ACTIVE))
-                elif bought.get(r.user_id, 0) + r.quantity > sale["per_user_limit"]:
-                    results.append(ReserveResult(Outcome.LIMIT_EXCEEDED))
-                elif r.quantity > remaining:
-                    results.append(ReserveResult(Outcome.SOLD_OUT))
-                else:
-                    remaining -= r.quantity
-                    bought[r.user_id] = bought.get(r.user_id, 0) + r.quantity
-                    order_id = next(order_ids)
-                    new_orders.append((order_id, r))
-                    result = ReserveResult(
-                        Outcome.RESERVED,
-                        ReservedOrder(
-                            order_id, "reserved", sale["sku_id"], sale_id, r.quantity,
-                            sale["sale_price_minor"], sale["currency"], sale["now"], expires_at,
-                            r.user_id,
-                        ),
-                    )  # fmt: skip
-                    granted[(r.user_id, r.idempotency_key)] = result
-                    results.append(result)
-            if new_orders:
-                await self._write(conn, sale_id, sale, remaining, bought, new_orders, expires_at)
-            if remaining == 0:
-                self._sold_out_until[sale_id] = (
-                    sale["tenant_id"],
-                    time.monotonic() + self.sold_out_recheck_s,
-                )
-            return results
+        return results
 
     @staticmethod
     async def _earlier_orders(

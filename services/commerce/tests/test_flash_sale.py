@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from livecart.events.v1.commerce_pb2 import CommerceEvent
@@ -161,4 +162,34 @@ async def test_concurrent_reservations_in_one_process(
                 "select max(quantity) from flash_sale_buyers where flash_sale_id = $1", sale
             )
             <= 3
+        )
+
+
+async def test_sales_and_skus_that_orders_refer_to_are_never_deleted(
+    commerce_db: Database,
+) -> None:
+    """The engine's orders and buyers' counts carry no foreign keys (they cost a check per row
+    under the sale's lock): what they refer to is kept by refusing its deletion."""
+    pool = commerce_db.pool
+    sale = await create_flash_sale(pool, quantity=5)
+    engine = FlashSaleEngine(pool)
+    reserved = await engine.reserve(ReserveRequest("acme", sale, "ann", 1, f"{sale}-keep"))
+    assert reserved.outcome is Outcome.RESERVED
+    async with pool.acquire() as conn:
+        sku = await conn.fetchval("select sku_id from flash_sales where id = $1", sale)
+        for statement, arg in (
+            ("delete from flash_sales where id = $1", sale),
+            ("delete from skus where id = $1", sku),
+        ):
+            with pytest.raises(asyncpg.RestrictViolationError, match="never deleted"):
+                await conn.execute(statement, arg)
+        with pytest.raises(asyncpg.RestrictViolationError):
+            await conn.execute("truncate flash_sales cascade")
+        assert (
+            await conn.fetchval(
+                "select count(*) from orders o join flash_sales s on s.id = o.flash_sale_id"
+                " join skus k on k.id = o.sku_id where o.flash_sale_id = $1",
+                sale,
+            )
+            == 1
         )
