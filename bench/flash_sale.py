@@ -613,10 +613,11 @@ async def main(
                 )
                 if "api" in layers
             }  # fmt: skip
+            paced_buyers = {rate: max(buyers, PACED_S * rate) for rate in PACED_RATES}
             paced = {
                 rate: await run_api(
-                    db, postgres.url, broker.bootstrap, max(buyers, PACED_S * rate), clients,
-                    in_flight, True, "edge_paced", 1, rate,
+                    db, postgres.url, broker.bootstrap, paced_buyers[rate], clients, in_flight,
+                    True, "edge_paced", 1, rate,
                 )
                 for rate in (PACED_RATES if "api" in layers else ())
             }  # fmt: skip
@@ -626,7 +627,7 @@ async def main(
     if api:
         print_api(api, clients, in_flight, replicas)
     for rate, edge in paced.items():
-        print(f"api_edge_paced_{rate}_buyers={max(buyers, PACED_S * rate)} buyers")
+        print(f"api_edge_paced_{rate}_buyers={paced_buyers[rate]} buyers")
         print(f"api_edge_paced_{rate}_reservations_per_s={edge['per_s']:.0f} reservations/s")
         print(f"api_edge_paced_{rate}_reserve_p50_ms={edge['p50']:.1f} ms")
         print(f"api_edge_paced_{rate}_reserve_p99_ms={edge['p99']:.1f} ms")
